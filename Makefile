@@ -1,0 +1,58 @@
+# Modelship. `make run` and `make test` set up everything they need on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Node 24 comes from the npm `node` package (a devDependency): every target runs on it.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+NODE_DEPS := node_modules/.package-lock.json
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+
+.PHONY: help
+help: ## show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(NODE_DEPS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: deps
+deps: $(NODE_DEPS) ## install npm dependencies (Node 24 included) and system packages
+	@hack/system-deps.sh
+
+.PHONY: bins
+bins: ## build the control plane (apiserver, etcd, kwok, ...) from Go modules; cached
+	@hack/build-bins.sh
+
+.PHONY: build
+build: deps ## compile TypeScript to dist/
+	npm run --silent build
+
+.PHONY: generate
+generate: deps ## regenerate operator/api/generated.ts from the CRD
+	node --import tsx hack/generate-types.ts
+
+.PHONY: lint
+lint: deps
+	npm run --silent lint
+
+.PHONY: typecheck
+typecheck: deps
+	npm run --silent typecheck
+
+.PHONY: test
+test: deps bins ## lint, typecheck, unit and integration tests on a real control plane
+	@hack/test.sh
+
+.PHONY: cluster
+cluster: deps bins ## start a local control plane (prints the KUBECONFIG export)
+	@node --import tsx test/cluster/supervisor.ts up --detach --dir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane
+	@node --import tsx test/cluster/supervisor.ts down --dir $(CLUSTER_DIR)
+
+.PHONY: run
+run: cluster ## start the control plane, then the operator, and apply the quickstart
+	@echo "export KUBECONFIG=$(CLUSTER_DIR)/admin.kubeconfig"
+	@echo "kubectl is in .bin/: export PATH=$(CURDIR)/.bin:\$$PATH"

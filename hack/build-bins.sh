@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Builds the test control plane from Go modules only: kube-apiserver, kube-controller-manager,
+# kube-scheduler and kubectl (hack/k8s), etcd (hack/etcd), kwok (hack/kwok) and helm (hack/helm).
+#
+# Each component is its own Go module so minimal version selection never mixes their dependency
+# graphs (etcd and kwok would otherwise move Kubernetes' grpc/otel versions).
+#
+# Binaries are cached outside the repository, keyed by the pinned go.mod/go.sum, so a fresh clone on
+# the same machine links to them instead of rebuilding. `.bin/` in the repository holds symlinks to
+# the binaries in use. Set KUBEBUILDER_ASSETS to a directory that already holds some of etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl to use those instead of
+# building them; MODELSHIP_BIN_CACHE moves the cache.
+#
+# Usage: hack/build-bins.sh [component ...]   (components: k8s etcd kwok helm; default: all)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+hack="$root/hack"
+cache_root="${MODELSHIP_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelship/bin}"
+
+export GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 GOTOOLCHAIN=local
+
+k8s_version=$(sed -n 's#^[[:space:]]*k8s.io/kubernetes \(v[0-9.]*\).*$#\1#p' "$hack/k8s/go.mod" | head -n1)
+[ -n "$k8s_version" ] || { echo "hack/k8s/go.mod does not require k8s.io/kubernetes" >&2; exit 1; }
+
+log() { printf '[build-bins] %s\n' "$*" >&2; }
+
+# The pin of a component: a hash of its module files and its build flags.
+pin_of() {
+  { cat "$hack/$1/go.mod" "$hack/$1/go.sum"; shift; echo "$*"; } | sha256sum | cut -c1-16
+}
+
+# Prints elapsed time every 30 s while a long cold compile runs, so nobody thinks it hung.
+with_progress() {
+  local what=$1; shift
+  local start=$SECONDS
+  "$@" &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    if kill -0 "$pid" 2>/dev/null && (( (SECONDS - start) % 30 < 5 )); then
+      log "$what: still compiling ($((SECONDS - start)) s)"
+    fi
+  done
+  wait "$pid"
+  log "$what: done in $((SECONDS - start)) s"
+}
+
+# build COMPONENT DEST_DIR OUTPUT_NAMES... -- GO_BUILD_ARGS...
+build_component() {
+  local component=$1 dest=$2; shift 2
+  local names=()
+  while [ "$1" != "--" ]; do names+=("$1"); shift; done
+  shift
+  local pin; pin=$(pin_of "$component" "$@")
+  local stamp="$dest/.$component.pin"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$pin" ]; then
+    local missing=0
+    for n in "${names[@]}"; do [ -x "$dest/$n" ] || missing=1; done
+    if [ $missing = 0 ]; then log "$component: up to date (${names[*]})"; return; fi
+  fi
+  log "$component: building ${names[*]} (cold builds take minutes; Go's caches make later ones fast)"
+  (cd "$hack/$component" && with_progress "$component" go build -trimpath "$@")
+  echo "$pin" > "$stamp"
+}
+
+# The override directory must hold every binary of a component for that component to be skipped.
+overridden() {
+  [ -n "${KUBEBUILDER_ASSETS:-}" ] || return 1
+  for n in "$@"; do [ -x "$KUBEBUILDER_ASSETS/$n" ] || return 1; done
+  log "using ${*} from KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+}
+
+dest="$cache_root/k8s-${k8s_version}"
+mkdir -p "$dest"
+
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=(k8s etcd kwok helm)
+
+for c in "${components[@]}"; do
+  case "$c" in
+    k8s)
+      overridden kube-apiserver kube-controller-manager kube-scheduler kubectl && continue
+      minor=$(echo "$k8s_version" | cut -d. -f2)
+      ld="-s -w"
+      for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld="$ld -X $p.gitVersion=$k8s_version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+      done
+      build_component k8s "$dest" kube-apiserver kube-controller-manager kube-scheduler kubectl -- \
+        -ldflags "$ld" -o "$dest/" \
+        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+      ;;
+    etcd) overridden etcd && continue; build_component etcd "$dest" etcd -- -ldflags "-s -w" -o "$dest/etcd" . ;;
+    kwok) build_component kwok "$dest" kwok -- -ldflags "-s -w" -o "$dest/kwok" sigs.k8s.io/kwok/cmd/kwok ;;
+    helm) build_component helm "$dest" helm -- -ldflags "-s -w" -o "$dest/helm" helm.sh/helm/v3/cmd/helm ;;
+    *) log "unknown component: $c"; exit 2 ;;
+  esac
+done
+
+# .bin/ links each binary to where it comes from: the override directory when it has it, else the cache.
+mkdir -p "$root/.bin"
+for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$n" ]; then
+    ln -sfn "$KUBEBUILDER_ASSETS/$n" "$root/.bin/$n"
+  elif [ -x "$dest/$n" ]; then
+    ln -sfn "$dest/$n" "$root/.bin/$n"
+  fi
+done
+log "binaries linked into .bin/ (built ones cached in $dest)"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the few Debian packages the tests and `make run` use, when they are missing:
+# openssl (test PKI) and util-linux's setpriv (children die with the test supervisor).
+# Go must already be on the machine: it builds the control plane from modules.
+set -euo pipefail
+need=()
+command -v openssl >/dev/null || need+=(openssl)
+command -v setpriv >/dev/null || need+=(util-linux)
+if ! command -v go >/dev/null; then
+  echo "Go is required to build the test control plane (https://go.dev/doc/install)" >&2
+  exit 1
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "[system-deps] installing ${need[*]}" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,408 @@
+// Generated from crds/modeldeployments.modelship.io.yaml by hack/generate-types.ts. Do not edit.
+import type {V1ObjectMeta} from '@kubernetes/client-node';
+
+/**
+ * A trained model served in production, with safe rollout of new versions.
+ */
+export interface ModelDeployment {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: V1ObjectMeta;
+  spec: ModelDeploymentSpec;
+  status?: ModelDeploymentStatus;
+}
+export interface ModelDeploymentSpec {
+  model: ModelSource;
+  runtime?: RuntimeSpec;
+  resources?: ResourceRequirements;
+  scheduling?: SchedulingSpec;
+  /**
+   * Serving replicas. Set by you, by kubectl scale, or by the autoscaler through the scale subresource.
+   */
+  replicas?: number;
+  autoscaling?: AutoscalingSpec;
+  traffic?: TrafficSpec;
+  rollout?: RolloutSpec;
+  monitoring?: MonitoringSpec;
+  revisionHistoryLimit?: number;
+  paused?: boolean;
+}
+/**
+ * The model to serve. A change here starts a new revision.
+ */
+export interface ModelSource {
+  /**
+   * Where the model lives: s3://bucket/path, gs://bucket/path, https://host/path, hf://org/repo[@revision], pvc://claim/path or oci://registry/repo:tag.
+   */
+  uri: string;
+  /**
+   * The human label of this model version, shown in columns, status, history and metrics.
+   */
+  version: string;
+  /**
+   * sha256 of the model (file, or canonical listing of a directory); the fetcher refuses a mismatch.
+   */
+  digest?: string;
+  /**
+   * The model's format; it picks the default runtime preset.
+   */
+  format?: 'sklearn' | 'xgboost' | 'lightgbm' | 'onnx' | 'pytorch' | 'tensorflow' | 'huggingface' | 'custom';
+  /**
+   * A Secret in the same namespace with the storage credentials; mounted into the fetcher only.
+   */
+  credentialsSecret?: string;
+  dataset?: DatasetLineage;
+}
+/**
+ * The data set the model was trained on, recorded in the history.
+ */
+export interface DatasetLineage {
+  uri: string;
+  digest?: string;
+}
+/**
+ * The serving container. Unset fields come from the preset, which defaults from model.format.
+ */
+export interface RuntimeSpec {
+  preset?: 'mlserver' | 'triton' | 'vllm' | 'torchserve' | 'tgi' | 'custom';
+  image?: string;
+  /**
+   * @maxItems 64
+   */
+  args?: string[];
+  /**
+   * @maxItems 64
+   */
+  env?: EnvVar[];
+  port?: number;
+  protocol?: 'v2' | 'openai' | 'custom';
+  readinessPath?: string;
+  /**
+   * How long the model may take to load; sizes the startup probe and the default progress deadline.
+   */
+  startupTimeoutSeconds?: number;
+  metricsPath?: string;
+}
+export interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: EnvVarSource;
+}
+export interface EnvVarSource {
+  secretKeyRef?: KeyRef;
+  configMapKeyRef?: KeyRef;
+}
+export interface KeyRef {
+  name: string;
+  key: string;
+}
+export interface ResourceRequirements {
+  requests?: {
+    [k: string]: number | string;
+  };
+  limits?: {
+    [k: string]: number | string;
+  };
+}
+export interface SchedulingSpec {
+  nodeSelector?: {
+    [k: string]: string;
+  };
+  /**
+   * @maxItems 32
+   */
+  tolerations?: Toleration[];
+  /**
+   * A core/v1 Affinity, passed through to the pods; the apiserver validates it when the Deployment is applied.
+   */
+  affinity?: Record<string, unknown>;
+  priorityClassName?: string;
+}
+export interface Toleration {
+  key?: string;
+  operator?: 'Exists' | 'Equal';
+  value?: string;
+  effect?: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+  tolerationSeconds?: number;
+}
+export interface AutoscalingSpec {
+  minReplicas?: number;
+  maxReplicas: number;
+  /**
+   * @maxItems 8
+   */
+  metrics?: AutoscalingMetric[];
+  /**
+   * An autoscaling/v2 HorizontalPodAutoscalerBehavior, passed through to the HPA.
+   */
+  behavior?: Record<string, unknown>;
+}
+export interface AutoscalingMetric {
+  type: 'CPU' | 'Memory' | 'Prometheus';
+  targetAverageUtilization?: number;
+  query?: string;
+  targetAverageValue?: number | string;
+}
+export interface TrafficSpec {
+  router?: 'ReplicaRatio' | 'GatewayAPI';
+  port?: number;
+  gatewayAPI?: GatewayAPITraffic;
+}
+export interface GatewayAPITraffic {
+  /**
+   * @maxItems 16
+   */
+  parentRefs?: ParentRef[];
+  /**
+   * @maxItems 16
+   */
+  hostnames?: string[];
+  canaryHeader?: HeaderMatch;
+}
+export interface ParentRef {
+  group?: string;
+  kind?: string;
+  name: string;
+  namespace?: string;
+  sectionName?: string;
+  port?: number;
+}
+export interface HeaderMatch {
+  name: string;
+  value: string;
+}
+export interface RolloutSpec {
+  /**
+   * Canary steps. None means a plain rolling update of the stable revision.
+   *
+   * @maxItems 32
+   */
+  steps?: RolloutStep[];
+  analysis?: AnalysisSpec;
+  progressDeadlineSeconds?: number;
+  scaleDownDelaySeconds?: number;
+  capacity?: 'Surge' | 'Shift';
+  onUnschedulable?: 'Hold' | 'Rollback';
+}
+export interface RolloutStep {
+  setWeight?: number;
+  setMirror?: number;
+  pause?: PauseStep;
+}
+/**
+ * Wait for duration, or with no duration until promoted by hand.
+ */
+export interface PauseStep {
+  duration?: string;
+}
+export interface AnalysisSpec {
+  interval?: string;
+  /**
+   * What missing or too little data means during a rollout.
+   */
+  inconclusive?: 'Hold' | 'Rollback';
+  /**
+   * @maxItems 16
+   */
+  checks?: Check[];
+}
+export interface Check {
+  name: string;
+  podHealth?: PodHealthCheck;
+  prometheus?: PrometheusCheck;
+  http?: HTTPCheck;
+  webhook?: WebhookCheck;
+  drift?: DriftCheck;
+  pass?: Bounds;
+  compareToStable?: StableComparison;
+  /**
+   * Failed measurements tolerated before the check fails the rollout.
+   */
+  failureLimit?: number;
+}
+export interface PodHealthCheck {
+  maxRestarts?: number;
+}
+export interface PrometheusCheck {
+  address: string;
+  query?: string;
+  samplesQuery?: string;
+  minSamples?: number;
+  timeoutSeconds?: number;
+}
+export interface HTTPCheck {
+  path: string;
+  method?: 'GET' | 'POST' | 'PUT';
+  headers?: {
+    [k: string]: string;
+  };
+  /**
+   * JSON request body, sent as is.
+   */
+  body?: unknown;
+  expectStatus?: number;
+  /**
+   * A JSON Schema the response body must satisfy.
+   */
+  responseSchema?: Record<string, unknown>;
+  timeoutSeconds?: number;
+  compareToStable?: PredictionComparison;
+}
+/**
+ * Send the same request to stable and compare the values at jsonPath.
+ */
+export interface PredictionComparison {
+  jsonPath: string;
+  maxAbsDiff?: number;
+  minAgreement?: number;
+}
+export interface WebhookCheck {
+  url: string;
+  timeoutSeconds?: number;
+  headers?: {
+    [k: string]: string;
+  };
+}
+/**
+ * Population Stability Index between the live histogram and a baseline captured at promotion.
+ */
+export interface DriftCheck {
+  histogram: string;
+  prometheus: PrometheusEndpoint;
+  window?: string;
+  maxPSI: number;
+  minSamples?: number;
+}
+export interface PrometheusEndpoint {
+  address: string;
+}
+export interface Bounds {
+  min?: number;
+  max?: number;
+}
+/**
+ * Run the same query for the stable revision; the canary value must lie within these ratios of it.
+ */
+export interface StableComparison {
+  maxRatio?: number;
+  minRatio?: number;
+}
+export interface MonitoringSpec {
+  interval?: string;
+  /**
+   * @maxItems 16
+   */
+  checks?: Check[];
+  onFailure?: 'Alert' | 'Rollback';
+  webhook?: MonitoringWebhook;
+}
+export interface MonitoringWebhook {
+  url: string;
+  timeoutSeconds?: number;
+}
+export interface ModelDeploymentStatus {
+  observedGeneration?: number;
+  phase?: 'Pending' | 'Progressing' | 'Paused' | 'Healthy' | 'Degraded';
+  /**
+   * @maxItems 16
+   */
+  conditions?: Condition[];
+  replicas?: number;
+  readyReplicas?: number;
+  selector?: string;
+  url?: string;
+  stableRevision?: RevisionInfo;
+  canaryRevision?: RevisionInfo;
+  canaryWeight?: number;
+  mirrorWeight?: number;
+  rollout?: RolloutStatus;
+  analysis?: AnalysisStatus;
+  monitoring?: MonitoringStatus;
+  rejectedRevision?: RejectedRevision;
+  /**
+   * @maxItems 100
+   */
+  history?: HistoryEntry[];
+}
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  observedGeneration?: number;
+  lastTransitionTime: string;
+  reason: string;
+  message: string;
+}
+export interface RevisionInfo {
+  hash: string;
+  modelVersion?: string;
+  modelURI?: string;
+  modelDigest?: string;
+  image?: string;
+  preset?: string;
+  since?: string;
+}
+export interface RolloutStatus {
+  step?: number;
+  steps?: number;
+  position?: string;
+  startedAt?: string;
+  stepStartedAt?: string;
+  pauseReason?: '' | 'ManualGate' | 'Inconclusive' | 'CapacityBlocked' | 'Paused' | 'Timed';
+  lastOperation?: OperationRecord;
+}
+export interface OperationRecord {
+  kind?: string;
+  revision?: string;
+  at?: string;
+  result?: string;
+}
+export interface AnalysisStatus {
+  /**
+   * @maxItems 32
+   */
+  results?: CheckResult[];
+}
+export interface CheckResult {
+  check: string;
+  phase?: 'Passed' | 'Failed' | 'Inconclusive' | 'Error';
+  passed?: boolean;
+  value?: string;
+  stableValue?: string;
+  samples?: number;
+  failures?: number;
+  message?: string;
+  at?: string;
+}
+export interface MonitoringStatus {
+  baselineCapturedAt?: string;
+  /**
+   * @maxItems 32
+   */
+  results?: CheckResult[];
+}
+export interface RejectedRevision {
+  hash: string;
+  modelVersion?: string;
+  reason?: string;
+  at?: string;
+}
+export interface HistoryEntry {
+  revision: string;
+  modelVersion?: string;
+  modelURI?: string;
+  modelDigest?: string;
+  dataset?: DatasetRecord;
+  image?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  outcome?: 'Promoted' | 'RolledBack' | 'Aborted' | 'Superseded' | 'Progressing';
+  reason?: string;
+  /**
+   * The revision's model, runtime, resources and scheduling, so it can be rolled back to.
+   */
+  spec?: Record<string, unknown>;
+}
+export interface DatasetRecord {
+  uri?: string;
+  digest?: string;
+}
