@@ -1,0 +1,78 @@
+// `modelship fetch`: the init container that puts the model in place and verifies its digest.
+// The digest of a file is the sha256 of its bytes; of a directory, the sha256 of its canonical listing
+// ("<sha256>  <relative path>\n" for every file, sorted by path), so both are reproducible with
+// coreutils: `find . -type f | sort | xargs sha256sum`.
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, stat, rename } from 'node:fs/promises';
+import { join, relative, basename } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { parseArgs } from 'node:util';
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path), hash);
+  return hash.digest('hex');
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const full = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...await listFiles(full));
+    else if (entry.isFile()) out.push(full);
+  }
+  return out;
+}
+
+/** sha256:<hex> of a file, or of a directory's canonical listing. */
+export async function modelDigest(path: string): Promise<string> {
+  const info = await stat(path);
+  if (info.isFile()) return `sha256:${await sha256File(path)}`;
+  const files = (await listFiles(path)).map((f) => relative(path, f)).sort();
+  const listing = createHash('sha256');
+  for (const f of files) listing.update(`${await sha256File(join(path, f))}  ${f}\n`);
+  return `sha256:${listing.digest('hex')}`;
+}
+
+async function download(url: string, dest: string): Promise<string> {
+  const res = await fetch(url, { redirect: 'follow' });
+  if (!res.ok || !res.body) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  await mkdir(dest, { recursive: true });
+  const name = basename(new URL(url).pathname) || 'model';
+  const target = join(dest, name);
+  await pipeline(Readable.fromWeb(res.body), createWriteStream(`${target}.partial`));
+  await rename(`${target}.partial`, target);
+  return target;
+}
+
+export async function runFetch(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { uri: { type: 'string' }, dest: { type: 'string' }, digest: { type: 'string' }, 'verify-only': { type: 'boolean', default: false } },
+  });
+  const say = (msg: string) => process.stderr.write(`${JSON.stringify({ level: 'info', message: msg })}\n`);
+  const fail = (msg: string) => { process.stderr.write(`${JSON.stringify({ level: 'error', message: msg })}\n`); return 1; };
+  if (!values.dest) return fail('--dest is required');
+  try {
+    let fetched = values.dest;
+    if (!values['verify-only']) {
+      if (!values.uri) return fail('--uri is required');
+      const scheme = values.uri.slice(0, values.uri.indexOf('://'));
+      if (scheme !== 'https') {
+        return fail(`fetching ${scheme}:// models is not supported by this fetcher build; use https://, pvc:// or oci://`);
+      }
+      fetched = await download(values.uri, values.dest);
+      say(`fetched ${values.uri} to ${fetched}`);
+    }
+    if (values.digest) {
+      const actual = await modelDigest(values['verify-only'] ? values.dest : fetched);
+      if (actual !== values.digest) return fail(`digest mismatch for ${values.uri ?? values.dest}: expected ${values.digest}, got ${actual}`);
+      say(`digest verified: ${actual}`);
+    }
+    return 0;
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+// modelship: the operator (default) and `modelship fetch` (the model fetcher init container).
+// Configuration comes from flags or MODELSHIP_* environment variables; the kubeconfig from
+// --kubeconfig, KUBECONFIG, or the in-cluster service account.
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { ModelDeployment } from './api/generated.js';
+import { Controller } from './runtime/controller.js';
+import { EventRecorder } from './runtime/events.js';
+import { startHealthServer } from './runtime/health.js';
+import { Informer, type InformerHandlers } from './runtime/informer.js';
+import { KubeClient, type KubeObject, type ResourceType } from './runtime/kube.js';
+import { LeaderElector, defaultLeaderTimings } from './runtime/leader.js';
+import { createLogger } from './runtime/logger.js';
+import { OperatorMetrics } from './runtime/metrics.js';
+import { Resources } from './runtime/resources.js';
+import { instanceLabel, managedSelector } from './modeldeployment/labels.js';
+import { reconcile, type ReconcilerDeps } from './modeldeployment/reconcile.js';
+
+async function runOperator(argv: string[]): Promise<void> {
+  const env = process.env;
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      kubeconfig: { type: 'string' },
+      'metrics-port': { type: 'string', default: env.MODELSHIP_METRICS_PORT ?? '8080' },
+      'metrics-host': { type: 'string', default: env.MODELSHIP_METRICS_HOST ?? '0.0.0.0' },
+      concurrency: { type: 'string', default: env.MODELSHIP_CONCURRENCY ?? '4' },
+      'leader-elect': { type: 'boolean', default: (env.MODELSHIP_LEADER_ELECT ?? 'true') !== 'false' },
+      'leader-election-namespace': { type: 'string', default: env.MODELSHIP_LEADER_ELECTION_NAMESPACE ?? env.POD_NAMESPACE ?? 'default' },
+      'fetcher-image': { type: 'string', default: env.MODELSHIP_FETCHER_IMAGE ?? 'ghcr.io/modelship/modelship:0.1.0' },
+      'resync-seconds': { type: 'string', default: env.MODELSHIP_RESYNC_SECONDS ?? '600' },
+    },
+  });
+  const log = createLogger();
+  const kc = new KubeConfig();
+  const kubeconfig = values.kubeconfig ?? env.KUBECONFIG;
+  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  else kc.loadFromDefault();
+  const client = new KubeClient(kc);
+  const metrics = new OperatorMetrics();
+  client.onRequest((method, _path, code) => metrics.apiRequests.inc({ method, code: String(code) }));
+  const identity = `${hostname()}_${process.pid}`;
+  const events = new EventRecorder(client, 'modelship.io/operator', identity, log);
+
+  const controller = new Controller(
+    (namespace, name, rlog) => reconcile({ ...deps, log: rlog }, namespace, name),
+    log, metrics, Number(values.concurrency),
+  );
+  const toOwner: InformerHandlers<KubeObject> = {
+    onUpsert: (obj) => enqueueOwner(obj),
+    onDelete: (obj) => enqueueOwner(obj),
+  };
+  function enqueueOwner(obj: KubeObject) {
+    const owner = obj.metadata?.ownerReferences?.find((r) => r.kind === 'ModelDeployment' && r.controller);
+    const name = owner?.name ?? obj.metadata?.labels?.[instanceLabel];
+    controller.enqueue(obj.metadata?.namespace, name);
+  }
+  const informer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string) =>
+    new Informer<T>(client, type, handlers, {
+      ...(labelSelector ? { labelSelector } : {}),
+      onError: (err) => {
+        metrics.watchErrors.inc({ resource: type.plural });
+        log.warn('watch restarting', { resource: type.plural, error: err.message });
+      },
+    });
+  const caches: ReconcilerDeps['caches'] = {
+    modelDeployments: informer<ModelDeployment & KubeObject>(Resources.ModelDeployment, {
+      onUpsert: (md, old) => {
+        // Status-only updates (our own writes) carry no new generation and need no reconcile, unless
+        // annotations changed (manual operations).
+        if (old && old.metadata?.generation === md.metadata?.generation
+          && JSON.stringify(old.metadata?.annotations) === JSON.stringify(md.metadata?.annotations)) return;
+        controller.enqueue(md.metadata?.namespace, md.metadata?.name);
+      },
+      onDelete: (md) => metrics.forget(md.metadata?.namespace ?? '', md.metadata?.name ?? ''),
+    }),
+    deployments: informer(Resources.Deployment, toOwner, managedSelector),
+    services: informer(Resources.Service, toOwner, managedSelector),
+    hpas: informer(Resources.HorizontalPodAutoscaler, toOwner, managedSelector),
+    pods: informer(Resources.Pod, toOwner, managedSelector),
+  };
+  const deps: ReconcilerDeps = { client, events, log, fetcherImage: values['fetcher-image'], caches };
+
+  let synced = false;
+  let lastTick = Date.now();
+  const tick = setInterval(() => { lastTick = Date.now(); }, 1000);
+  const server = await startHealthServer(Number(values['metrics-port']), values['metrics-host'], metrics.registry, {
+    live: () => Date.now() - lastTick < 30_000,
+    ready: () => synced,
+  });
+  log.info('modelship operator starting', { identity, concurrency: values.concurrency, leaderElect: values['leader-elect'] });
+
+  const elector = values['leader-elect']
+    ? new LeaderElector(client, {
+      namespace: values['leader-election-namespace'], name: 'modelship-operator', identity, ...defaultLeaderTimings,
+    }, log)
+    : undefined;
+
+  let resync: NodeJS.Timeout | undefined;
+  const startCaches = async () => {
+    await Promise.all(Object.values(caches).map((c: Informer<KubeObject>) => c.start()));
+    synced = true;
+    log.info('caches synced', Object.fromEntries(Object.entries(caches).map(([k, c]: [string, Informer<KubeObject>]) => [k, c.size])));
+  };
+  const startLeading = () => {
+    metrics.leader.set(1);
+    for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
+    controller.start();
+    // A periodic full pass catches anything a lost event missed; a no-op pass makes no writes.
+    resync = setInterval(() => {
+      for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
+    }, Number(values['resync-seconds']) * 1000);
+  };
+
+  let stopping = false;
+  const shutdown = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down');
+    clearInterval(resync);
+    clearInterval(tick);
+    await controller.stop();
+    await elector?.stop();
+    for (const c of Object.values(caches) as Informer<KubeObject>[]) c.stop();
+    server.close();
+    metrics.leader.set(0);
+    process.exit(code);
+  };
+  process.once('SIGTERM', () => void shutdown(0));
+  process.once('SIGINT', () => void shutdown(0));
+
+  await startCaches();
+  if (elector) {
+    // Losing the lease ends the process: a restarted pod starts clean as a candidate.
+    await elector.run(startLeading, () => void shutdown(1));
+  } else {
+    startLeading();
+  }
+}
+
+const [command, ...rest] = process.argv.slice(2);
+if (command === 'fetch') {
+  const { runFetch } = await import('./cli/fetch.js');
+  process.exitCode = await runFetch(rest);
+} else {
+  await runOperator(command === 'run' ? rest : process.argv.slice(2));
+}

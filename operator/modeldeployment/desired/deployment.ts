@@ -1,0 +1,149 @@
+// The Deployment that serves one revision of a model. Pure: same inputs, same object.
+import type { ModelDeployment, Toleration } from '../../api/generated.js';
+import type { KubeObject } from '../../runtime/kube.js';
+import { commonLabels, deploymentName, ownerReference, podLabels, revisionLabel, roleLabel, modelVersionLabel, type Role } from '../labels.js';
+import { modelMountPath } from '../presets.js';
+import type { ResolvedRuntime } from '../resolve.js';
+
+export interface DeploymentInput {
+  md: ModelDeployment;
+  hash: string;
+  runtime: ResolvedRuntime;
+  role: Role;
+  replicas: number;
+  /** The operator's own image: its `modelship fetch` command downloads and verifies the model. */
+  fetcherImage: string;
+}
+
+const gpuToleration: Toleration = { key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' };
+
+const restrictedContainer = (readOnlyRootFilesystem: boolean) => ({
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+  readOnlyRootFilesystem,
+  runAsNonRoot: true,
+});
+
+/** The progress deadline: a model that loads slowly gets the time its startup timeout allows. */
+export function progressDeadlineSeconds(md: ModelDeployment, runtime: ResolvedRuntime): number {
+  return md.spec.rollout?.progressDeadlineSeconds ?? runtime.startupTimeoutSeconds + 120;
+}
+
+interface ModelSourcing {
+  volumes: Record<string, unknown>[];
+  initContainers: Record<string, unknown>[];
+  serverMountSubPath?: string;
+}
+
+/** How the model reaches /mnt/models: fetched into an emptyDir, mounted from a PVC, or an image volume. */
+function modelSourcing(input: DeploymentInput): ModelSourcing {
+  const { md, fetcherImage } = input;
+  const { uri, digest, credentialsSecret } = md.spec.model;
+  const fetchArgs = ['fetch', '--uri', uri, '--dest', modelMountPath, ...(digest ? ['--digest', digest] : [])];
+  const fetcher = (extraMounts: Record<string, unknown>[], args: string[]) => ({
+    name: 'fetch-model',
+    image: fetcherImage,
+    args,
+    ...(credentialsSecret ? { envFrom: [{ secretRef: { name: credentialsSecret } }] } : {}),
+    env: [{ name: 'HOME', value: '/tmp' }],
+    resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } },
+    securityContext: restrictedContainer(true),
+    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...extraMounts],
+  });
+
+  if (uri.startsWith('oci://')) {
+    const ref = uri.slice('oci://'.length);
+    // Pinning the reference to the digest makes the kubelet verify it; no fetcher needed.
+    const reference = digest && !ref.includes('@') ? `${ref.replace(/:[\w][\w.-]*$/, '')}@${digest}` : ref;
+    return { volumes: [{ name: 'model', image: { reference, pullPolicy: 'IfNotPresent' } }], initContainers: [] };
+  }
+  if (uri.startsWith('pvc://')) {
+    const [claim = '', ...path] = uri.slice('pvc://'.length).split('/');
+    const subPath = path.filter(Boolean).join('/');
+    return {
+      volumes: [{ name: 'model', persistentVolumeClaim: { claimName: claim, readOnly: true } }],
+      // The model is served in place; the fetcher only verifies the digest when one is given.
+      initContainers: digest
+        ? [fetcher([{ name: 'model', mountPath: modelMountPath, readOnly: true, ...(subPath ? { subPath } : {}) }],
+          ['fetch', '--verify-only', '--dest', modelMountPath, '--digest', digest])]
+        : [],
+      ...(subPath ? { serverMountSubPath: subPath } : {}),
+    };
+  }
+  return {
+    volumes: [{ name: 'model', emptyDir: {} }],
+    initContainers: [fetcher([{ name: 'model', mountPath: modelMountPath }], fetchArgs)],
+  };
+}
+
+export function desiredDeployment(input: DeploymentInput): KubeObject {
+  const { md, hash, runtime, role, replicas } = input;
+  const spec = md.spec;
+  const labels = podLabels(md, hash);
+  const sourcing = modelSourcing(input);
+  const scheduling = spec.scheduling ?? {};
+  const tolerations: Toleration[] = [...(scheduling.tolerations ?? [])];
+  if (runtime.gpus > 0 && !tolerations.some((t) => t.key === 'nvidia.com/gpu' || (t.operator === 'Exists' && !t.key))) {
+    // GPU node pools are tainted nvidia.com/gpu in managed clusters; a GPU model must tolerate it.
+    tolerations.push(gpuToleration);
+  }
+  const ports = [{ name: 'http', containerPort: runtime.port, protocol: 'TCP' }];
+  if (runtime.metricsPort !== runtime.port) ports.push({ name: 'metrics', containerPort: runtime.metricsPort, protocol: 'TCP' });
+  const probe = { httpGet: { path: runtime.readinessPath, port: 'http' } };
+  const volumes = [
+    ...sourcing.volumes,
+    { name: 'tmp', emptyDir: {} },
+    ...(runtime.sharedMemory ? [{ name: 'dshm', emptyDir: { medium: 'Memory' } }] : []),
+  ];
+  const server = {
+    name: 'server',
+    image: runtime.image,
+    ...(runtime.args.length ? { args: runtime.args } : {}),
+    env: [{ name: 'HOME', value: '/tmp' }, ...runtime.env],
+    ports,
+    resources: spec.resources ?? {},
+    readinessProbe: { ...probe, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 },
+    // Large models load slowly: the startup probe gives them startupTimeoutSeconds before the kubelet acts.
+    startupProbe: { ...probe, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: Math.max(1, Math.ceil(runtime.startupTimeoutSeconds / 10)) },
+    securityContext: restrictedContainer(runtime.readOnlyRootFilesystem),
+    volumeMounts: [
+      { name: 'model', mountPath: modelMountPath, readOnly: true, ...(sourcing.serverMountSubPath ? { subPath: sourcing.serverMountSubPath } : {}) },
+      { name: 'tmp', mountPath: '/tmp' },
+      ...(runtime.sharedMemory ? [{ name: 'dshm', mountPath: '/dev/shm' }] : []),
+    ],
+  };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name: deploymentName(md, hash),
+      namespace: md.metadata!.namespace!,
+      labels: { ...commonLabels(md), [revisionLabel]: hash, [roleLabel]: role, [modelVersionLabel]: spec.model.version },
+      ownerReferences: [ownerReference(md)],
+    },
+    spec: {
+      replicas,
+      selector: { matchLabels: { [revisionLabel]: hash, ...commonLabels(md) } },
+      // Never below the serving capacity during a rollout of the operator's own template changes.
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: '25%' } },
+      progressDeadlineSeconds: progressDeadlineSeconds(md, runtime),
+      revisionHistoryLimit: 2,
+      template: {
+        metadata: { labels },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+          ...(sourcing.initContainers.length ? { initContainers: sourcing.initContainers } : {}),
+          containers: [server],
+          volumes,
+          ...(scheduling.nodeSelector ? { nodeSelector: scheduling.nodeSelector } : {}),
+          ...(tolerations.length ? { tolerations } : {}),
+          ...(scheduling.affinity ? { affinity: scheduling.affinity } : {}),
+          ...(scheduling.priorityClassName ? { priorityClassName: scheduling.priorityClassName } : {}),
+          terminationGracePeriodSeconds: 30,
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,144 @@
+// The reconcile pipeline for one ModelDeployment: observe (from the caches) → decide (plan, pure) →
+// apply (server-side apply, only what differs) → delete → one status write, only when it changed.
+import { createHash } from 'node:crypto';
+import type { ModelDeployment } from '../api/generated.js';
+import { canonicalJson } from '../api/revision.js';
+import type { EventRecorder } from '../runtime/events.js';
+import type { Informer } from '../runtime/informer.js';
+import { isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
+import type { Logger } from '../runtime/logger.js';
+import { Resources } from '../runtime/resources.js';
+import { instanceLabel, revisionLabel } from './labels.js';
+import { plan, type Plan } from './plan.js';
+import { setCondition, statusEquals } from './status.js';
+
+export const fieldManager = 'modelship';
+export const appliedHashAnnotation = 'modelship.io/applied-hash';
+
+export interface ReconcilerDeps {
+  client: KubeClient;
+  events: EventRecorder;
+  log: Logger;
+  fetcherImage: string;
+  caches: {
+    modelDeployments: Informer<ModelDeployment & KubeObject>;
+    deployments: Informer<KubeObject>;
+    services: Informer<KubeObject>;
+    hpas: Informer<KubeObject>;
+    pods: Informer<KubeObject>;
+  };
+  now?: () => Date;
+}
+
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+  writes: number;
+}
+
+const typeOf: Record<string, ResourceType> = {
+  Deployment: Resources.Deployment,
+  Service: Resources.Service,
+  HorizontalPodAutoscaler: Resources.HorizontalPodAutoscaler,
+};
+
+/** Hash of what we apply: equal hashes on the live object mean our last apply is still what we want. */
+export function appliedHash(obj: KubeObject): string {
+  return createHash('sha256').update(canonicalJson(obj)).digest('hex').slice(0, 16);
+}
+
+/** True when every field of `want` has the same value in `have` (extra fields in `have` are others'). */
+export function isSubset(want: unknown, have: unknown): boolean {
+  if (want === have) return true;
+  if (typeof want === 'number' && typeof have === 'string') return String(want) === have;
+  if (Array.isArray(want)) {
+    return Array.isArray(have) && want.length === have.length && want.every((w, i) => isSubset(w, have[i]));
+  }
+  if (want && typeof want === 'object') {
+    if (!have || typeof have !== 'object') return false;
+    return Object.entries(want as Record<string, unknown>).every(([k, v]) => isSubset(v, (have as Record<string, unknown>)[k]));
+  }
+  return false;
+}
+
+function ownedBy(md: ModelDeployment, obj: KubeObject): boolean {
+  return !!obj.metadata?.ownerReferences?.some((r) => r.uid === md.metadata?.uid);
+}
+
+export async function reconcile(deps: ReconcilerDeps, namespace: string, name: string): Promise<ReconcileResult> {
+  const { client, caches, log } = deps;
+  const md = caches.modelDeployments.get(namespace, name);
+  if (!md || md.metadata?.deletionTimestamp) return { writes: 0 };
+  const now = deps.now?.() ?? new Date();
+
+  // Observe.
+  const deployments = new Map<string, KubeObject>();
+  for (const d of caches.deployments.list(namespace)) {
+    const hash = d.metadata?.labels?.[revisionLabel];
+    if (hash && d.metadata?.labels?.[instanceLabel] === name && ownedBy(md, d)) deployments.set(hash, d);
+  }
+  const pods = caches.pods.list(namespace).filter((p) => p.metadata?.labels?.[instanceLabel] === name);
+
+  // Decide.
+  let decision: Plan = plan(md, { deployments, pods }, { fetcherImage: deps.fetcherImage, now });
+  let writes = 0;
+
+  // Apply: only objects that are missing, were edited, or whose desired form changed.
+  for (const desired of decision.apply) {
+    const type = typeOf[desired.kind!]!;
+    const cache = type === Resources.Deployment ? caches.deployments : type === Resources.Service ? caches.services : caches.hpas;
+    const hash = appliedHash(desired);
+    const live = cache.get(desired.metadata!.namespace, desired.metadata!.name!);
+    const upToDate = live && live.metadata?.annotations?.[appliedHashAnnotation] === hash && isSubset(desired, live);
+    if (upToDate) continue;
+    desired.metadata!.annotations = { ...desired.metadata!.annotations, [appliedHashAnnotation]: hash };
+    try {
+      await client.apply(type, desired, fieldManager);
+      writes++;
+      log.info('applied', { kind: desired.kind, name: desired.metadata!.name, reason: live ? 'changed' : 'missing' });
+    } catch (err) {
+      if (!isInvalid(err)) throw err;
+      // The apiserver refused what we built from the spec (e.g. an invalid affinity): a spec problem.
+      const message = `${desired.kind} ${desired.metadata!.name}: ${(err as Error).message}`;
+      decision = invalidFromApiserver(md, decision, message, now);
+      break;
+    }
+  }
+
+  // Delete revisions that no longer serve.
+  for (const obj of decision.delete) {
+    try {
+      await client.delete(Resources.Deployment, obj.metadata!.namespace, obj.metadata!.name!, { uid: obj.metadata!.uid });
+      writes++;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  // One status write, only when something changed.
+  if (!statusEquals(md.status, decision.status)) {
+    await client.apply(Resources.ModelDeployment, {
+      apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment',
+      metadata: { name, namespace }, status: decision.status,
+    }, fieldManager, { subresource: 'status' });
+    writes++;
+    log.debug('status written', { phase: decision.status.phase });
+  }
+  for (const e of decision.events) {
+    await deps.events.emit(md, e.type, e.reason, 'Reconcile', e.message);
+    log.info('event', { reason: e.reason, type: e.type, message: e.message });
+  }
+  return { writes, ...(decision.requeueAfterMs ? { requeueAfterMs: decision.requeueAfterMs } : {}) };
+}
+
+function invalidFromApiserver(md: ModelDeployment, decision: Plan, message: string, now: Date): Plan {
+  const generation = md.metadata?.generation ?? 0;
+  const at = now.toISOString();
+  const prior = md.status?.conditions?.find((c) => c.type === 'Ready');
+  let conditions = decision.status.conditions ?? [];
+  conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: 'InvalidSpec', message, observedGeneration: generation }, at);
+  return {
+    apply: [], delete: [],
+    status: { ...md.status, observedGeneration: generation, conditions, phase: md.status?.phase ?? 'Pending' },
+    events: prior?.reason === 'InvalidSpec' && prior.message === message ? [] : [{ type: 'Warning', reason: 'InvalidSpec', message }],
+  };
+}

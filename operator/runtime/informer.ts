@@ -1,0 +1,191 @@
+// A list/watch cache for one resource type, the piece client-go calls a reflector plus a store.
+//  - The initial list is paginated, and every stored object has metadata.managedFields stripped:
+//    it is most of an object's bytes and the operator never reads it.
+//  - The watch asks for bookmarks and a server-side timeout, resumes from the last resourceVersion,
+//    and restarts with backoff after *any* error, not only 410 Gone. A 410 (or an ERROR event) relists.
+//  - A watch that goes quiet for longer than `stallMs` (no events, no bookmarks) is presumed dead and
+//    restarted: half-open TCP connections otherwise stall a watch silently.
+import { Watch } from '@kubernetes/client-node';
+import { apiPath, ApiError, type KubeClient, type KubeObject, type ResourceType } from './kube.js';
+import { backoffDelay } from './workqueue.js';
+
+export interface InformerHandlers<T> {
+  onUpsert?(obj: T, old: T | undefined): void;
+  onDelete?(obj: T): void;
+}
+
+export interface InformerOptions {
+  labelSelector?: string;
+  namespace?: string;
+  pageSize?: number;
+  /** No event or bookmark for this long: restart the watch. */
+  stallMs?: number;
+  onError?(err: Error): void;
+  onRelist?(): void;
+}
+
+export const objectKey = (obj: KubeObject) => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+
+function strip<T extends KubeObject>(obj: T): T {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  return obj;
+}
+
+export class Informer<T extends KubeObject> {
+  private readonly store = new Map<string, T>();
+  private resourceVersion: string | undefined;
+  private abort: AbortController | undefined;
+  private stopped = false;
+  private failures = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private syncedResolve: (() => void) | undefined;
+  readonly synced: Promise<void>;
+  hasSynced = false;
+  lastEventAt = 0;
+
+  constructor(
+    private readonly client: KubeClient,
+    readonly type: ResourceType,
+    private readonly handlers: InformerHandlers<T>,
+    private readonly options: InformerOptions = {},
+  ) {
+    this.synced = new Promise((r) => { this.syncedResolve = r; });
+  }
+
+  get(namespace: string | undefined, name: string): T | undefined {
+    return this.store.get(`${namespace ?? ''}/${name}`);
+  }
+
+  list(namespace?: string): T[] {
+    const all = [...this.store.values()];
+    return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
+  }
+
+  get size(): number {
+    return this.store.size;
+  }
+
+  start(): Promise<void> {
+    this.stopped = false;
+    void this.relist();
+    return this.synced;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.restartTimer);
+    this.abort?.abort();
+  }
+
+  private scheduleRestart(relist: boolean, err?: Error): void {
+    if (this.stopped) return;
+    if (err) this.options.onError?.(err);
+    this.failures++;
+    // 1 s, 2 s, 4 s … 30 s: a down apiserver is retried briskly but never hammered.
+    const delay = Math.min(30_000, backoffDelay(this.failures, { baseMs: 500, maxMs: 30_000 }));
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => void (relist ? this.relist() : this.watch()), delay);
+  }
+
+  private async relist(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const fresh = new Map<string, T>();
+      let continueToken: string | undefined;
+      let resourceVersion: string | undefined;
+      do {
+        const page = await this.client.list<T>(this.type, {
+          namespace: this.options.namespace,
+          labelSelector: this.options.labelSelector,
+          limit: this.options.pageSize ?? 500,
+          continueToken,
+        });
+        for (const item of page.items) {
+          // List items carry no apiVersion/kind; watch events do. Keep them uniform.
+          item.apiVersion ??= this.type.group ? `${this.type.group}/${this.type.version}` : this.type.version;
+          item.kind ??= this.type.kind;
+          fresh.set(objectKey(item), strip(item));
+        }
+        continueToken = page.metadata?.continue || undefined;
+        resourceVersion = page.metadata?.resourceVersion;
+        // Long lists are parsed page by page; yield so timers and the health server keep running.
+        await new Promise((r) => setImmediate(r));
+      } while (continueToken);
+      this.options.onRelist?.();
+      this.replaceStore(fresh);
+      this.resourceVersion = resourceVersion;
+      this.lastEventAt = Date.now();
+      if (!this.hasSynced) {
+        this.hasSynced = true;
+        this.syncedResolve?.();
+      }
+      void this.watch();
+    } catch (err) {
+      this.scheduleRestart(true, err as Error);
+    }
+  }
+
+  private replaceStore(fresh: Map<string, T>): void {
+    const old = new Map(this.store);
+    this.store.clear();
+    for (const [k, v] of fresh) this.store.set(k, v);
+    for (const [k, v] of fresh) {
+      const prev = old.get(k);
+      if (!prev || prev.metadata?.resourceVersion !== v.metadata?.resourceVersion) this.handlers.onUpsert?.(v, prev);
+    }
+    for (const [k, v] of old) if (!fresh.has(k)) this.handlers.onDelete?.(v);
+  }
+
+  private async watch(): Promise<void> {
+    if (this.stopped) return;
+    const watch = new Watch(this.client.kc);
+    // client-node's inactivity timer aborts a watch with no data for this long: our stall watchdog.
+    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = this.options.stallMs ?? 90_000;
+    const path = apiPath(this.type, this.options.namespace);
+    let needRelist = false;
+    try {
+      this.abort = await watch.watch(path, {
+        allowWatchBookmarks: true,
+        resourceVersion: this.resourceVersion,
+        labelSelector: this.options.labelSelector,
+        // Randomised like client-go (5-10 min) so many watches do not all reconnect at once.
+        timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+      }, (type: string, obj: T) => {
+        this.lastEventAt = Date.now();
+        this.failures = 0;
+        if (type === 'ERROR') {
+          const status = obj as unknown as { code?: number; message?: string };
+          needRelist = true;
+          this.options.onError?.(new ApiError(status.code ?? 0, 'WatchError', status.message ?? 'watch error'));
+          this.abort?.abort();
+          return;
+        }
+        const rv = obj.metadata?.resourceVersion;
+        if (rv) this.resourceVersion = rv;
+        if (type === 'BOOKMARK') return;
+        strip(obj);
+        const key = objectKey(obj);
+        if (type === 'DELETED') {
+          const prev = this.store.get(key);
+          this.store.delete(key);
+          this.handlers.onDelete?.(prev ?? obj);
+        } else {
+          const prev = this.store.get(key);
+          this.store.set(key, obj);
+          this.handlers.onUpsert?.(obj, prev);
+        }
+      }, (err: unknown) => {
+        if (this.stopped) return;
+        const code = (err as { statusCode?: number } | null)?.statusCode;
+        // 410 means our resourceVersion is gone; after repeated failures a relist is the safe reset too.
+        if (needRelist || code === 410 || (err && this.failures >= 3)) this.scheduleRestart(true, err ? err as Error : undefined);
+        else if (err) this.scheduleRestart(false, err as Error);
+        // A clean end (server-side timeout) reconnects at once from the last resourceVersion.
+        else void this.watch();
+      });
+    } catch (err) {
+      const gone = err instanceof Error && /\b410\b|Gone|too old/i.test(err.message);
+      this.scheduleRestart(gone, err as Error);
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// The operator's Prometheus metrics. Names follow Prometheus conventions (base units, _total for
+// counters) and the modelship_ prefix; per-object series are removed when the object goes away.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class OperatorMetrics {
+  readonly registry = new Registry();
+  readonly reconcileTotal = new Counter({ name: 'modelship_reconcile_total', help: 'Reconciles by result (success, error, requeue).', labelNames: ['result'], registers: [this.registry] });
+  readonly reconcileDuration = new Histogram({
+    name: 'modelship_reconcile_duration_seconds', help: 'Time spent in one reconcile.',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({ name: 'modelship_workqueue_depth', help: 'Keys waiting in the work queue.', registers: [this.registry] });
+  readonly queueLatency = new Histogram({
+    name: 'modelship_workqueue_queue_duration_seconds', help: 'Time a key waits in the queue before a worker takes it.',
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [this.registry],
+  });
+  readonly apiRequests = new Counter({ name: 'modelship_api_requests_total', help: 'Requests to the Kubernetes API by method and status code.', labelNames: ['method', 'code'], registers: [this.registry] });
+  readonly watchErrors = new Counter({ name: 'modelship_watch_errors_total', help: 'Watch or list failures by resource; each one restarts the watch.', labelNames: ['resource'], registers: [this.registry] });
+  readonly cacheObjects = new Gauge({ name: 'modelship_cache_objects', help: 'Objects held in the informer caches.', labelNames: ['resource'], registers: [this.registry] });
+  readonly leader = new Gauge({ name: 'modelship_leader', help: '1 while this replica holds the leader lease.', registers: [this.registry] });
+  readonly phase = new Gauge({ name: 'modelship_modeldeployment_phase', help: '1 for the phase a ModelDeployment is in.', labelNames: ['namespace', 'name', 'phase'], registers: [this.registry] });
+  readonly ready = new Gauge({ name: 'modelship_modeldeployment_ready', help: '1 when the ModelDeployment is Ready.', labelNames: ['namespace', 'name'], registers: [this.registry] });
+  readonly invalidSpecs = new Counter({ name: 'modelship_invalid_spec_total', help: 'Reconciles that found a spec the operator cannot serve.', labelNames: ['namespace', 'name'], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+  }
+
+  forget(namespace: string, name: string): void {
+    this.ready.remove({ namespace, name });
+    for (const phase of ['Pending', 'Progressing', 'Paused', 'Healthy', 'Degraded']) this.phase.remove({ namespace, name, phase });
+    this.invalidSpecs.remove({ namespace, name });
+  }
+}
