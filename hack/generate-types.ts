@@ -33,11 +33,11 @@ function toTypeScriptSchema(node: Node, seen = new Map<Node, Node>()): Node {
 
 export async function generateTypes(): Promise<string> {
   const schema = toTypeScriptSchema(crdSchema());
-  (schema.properties as Node).metadata = { tsType: 'V1ObjectMeta' };
+  (schema.properties as Node).metadata = { tsType: 'ObjectMeta' };
   return compile(schema, 'ModelDeployment', {
     bannerComment: [
       '// Generated from crds/modeldeployments.modelship.io.yaml by hack/generate-types.ts. Do not edit.',
-      "import type { V1ObjectMeta } from '@kubernetes/client-node';",
+      "import type { ObjectMeta } from '../runtime/kube.js';",
     ].join('\n'),
     additionalProperties: false,
     ignoreMinAndMaxItems: true,

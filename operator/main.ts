@@ -38,10 +38,10 @@ async function runOperator(argv: string[]): Promise<void> {
   const kubeconfig = values.kubeconfig ?? env.KUBECONFIG;
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();
-  const client = new KubeClient(kc);
+  const identity = `${hostname()}_${process.pid}`;
+  const client = new KubeClient(kc, identity);
   const metrics = new OperatorMetrics();
   client.onRequest((method, _path, code) => metrics.apiRequests.inc({ method, code: String(code) }));
-  const identity = `${hostname()}_${process.pid}`;
   const events = new EventRecorder(client, 'modelship.io/operator', identity, log);
 
   const controller = new Controller(

@@ -1,5 +1,5 @@
 // Generated from crds/modeldeployments.modelship.io.yaml by hack/generate-types.ts. Do not edit.
-import type {V1ObjectMeta} from '@kubernetes/client-node';
+import type {ObjectMeta} from '../runtime/kube.js';
 
 /**
  * A trained model served in production, with safe rollout of new versions.
@@ -7,7 +7,7 @@ import type {V1ObjectMeta} from '@kubernetes/client-node';
 export interface ModelDeployment {
   apiVersion?: string;
   kind?: string;
-  metadata?: V1ObjectMeta;
+  metadata?: ObjectMeta;
   spec: ModelDeploymentSpec;
   status?: ModelDeploymentStatus;
 }

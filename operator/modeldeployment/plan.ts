@@ -97,18 +97,19 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   // Without steps a new revision replaces the stable one: it comes up at full size beside it and takes
   // over once ready, so serving capacity never drops.
   const target = hash;
-  const apply: KubeObject[] = [
-    desiredDeployment({ md, hash: target, runtime, role: stableHash === undefined || stableHash === target || !stableDeploymentExists ? 'stable' : 'canary', replicas, fetcherImage: ctx.fetcherImage }),
-    desiredService(md),
-  ];
-  const hpa = desiredHpa(md);
-  if (hpa) apply.push(hpa);
-
   const observed = observeDeployment(obs.deployments.get(target));
   const targetPods = obs.pods.filter((p) => p.metadata?.labels?.[revisionLabel] === target);
   const trouble = podTrouble(targetPods);
   const targetReady = !!observed && observed.observedGenerationCurrent && observed.replicas === replicas
     && observed.readyReplicas >= replicas && observed.updatedReplicas >= replicas;
+  const promoted = targetReady && stableHash !== target;
+  const role = promoted || stableHash === undefined || stableHash === target || !stableDeploymentExists ? 'stable' : 'canary';
+  const apply: KubeObject[] = [
+    desiredDeployment({ md, hash: target, runtime, role, replicas, fetcherImage: ctx.fetcherImage }),
+    desiredService(md),
+  ];
+  const hpa = desiredHpa(md);
+  if (hpa) apply.push(hpa);
 
   let status: ModelDeploymentStatus = {
     ...prior,
@@ -118,9 +119,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     replicas,
   };
   const deletes: KubeObject[] = [];
-  let promoted = false;
-  if (targetReady && stableHash !== target) {
-    promoted = true;
+  if (promoted) {
     status.stableRevision = revisionInfo(md, target, runtime, now);
     const superseded = (prior.history ?? []).map((h) => (h.revision === stableHash ? { ...h, outcome: h.outcome === 'Promoted' ? 'Superseded' as const : h.outcome } : h));
     status.history = [historyEntry(md, target, runtime, prior.rollout?.startedAt ?? now, now), ...superseded.filter((h) => h.revision !== target)]

@@ -121,7 +121,10 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
       metadata: { name, namespace }, status: decision.status,
     }, fieldManager, { subresource: 'status' });
     writes++;
-    log.debug('status written', { phase: decision.status.phase });
+    const before = (md.status ?? {}) as Record<string, unknown>;
+    const after = decision.status as Record<string, unknown>;
+    const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => canonicalJson(before[k]) !== canonicalJson(after[k]));
+    log.info('status written', { phase: decision.status.phase, changed });
   }
   for (const e of decision.events) {
     await deps.events.emit(md, e.type, e.reason, 'Reconcile', e.message);

@@ -32,10 +32,14 @@ export interface OwnerReference {
   blockOwnerDeletion?: boolean;
 }
 
-export interface KubeObject {
+/** Anything with Kubernetes object metadata: what the client methods accept. */
+export interface ObjectLike {
   apiVersion?: string;
   kind?: string;
   metadata?: ObjectMeta;
+}
+
+export interface KubeObject extends ObjectLike {
   [key: string]: unknown;
 }
 
@@ -52,6 +56,9 @@ export interface ResourceType {
   kind: string;
   namespaced: boolean;
 }
+
+/** Identifies the operator's requests in audit logs and apiserver metrics. */
+export const userAgentPrefix = 'modelship-operator/0.1.0';
 
 export class ApiError extends Error {
   constructor(
@@ -92,7 +99,11 @@ export type RequestObserver = (method: string, path: string, code: number) => vo
 export class KubeClient {
   private observer: RequestObserver | undefined;
 
-  constructor(readonly kc: KubeConfig) {}
+  private readonly userAgent: string;
+
+  constructor(readonly kc: KubeConfig, identity?: string, product = userAgentPrefix) {
+    this.userAgent = identity ? `${product} (${identity})` : product;
+  }
 
   get server(): string {
     const cluster = this.kc.getCurrentCluster();
@@ -116,6 +127,7 @@ export class KubeClient {
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const { headers, dispatcher } = await this.prepare(url, method as HttpMethod);
     headers.Accept = 'application/json';
+    headers['User-Agent'] = this.userAgent;
     let body: string | undefined;
     if (opts.body !== undefined) {
       body = JSON.stringify(opts.body);
@@ -141,12 +153,12 @@ export class KubeClient {
     throw new ApiError(res.status, status.reason ?? String(res.status), status.message ?? `${method} ${url.pathname} failed with ${res.status}`, status.details);
   }
 
-  get<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string): Promise<T> {
+  get<T extends ObjectLike>(type: ResourceType, namespace: string | undefined, name: string): Promise<T> {
     return this.request<T>('GET', apiPath(type, namespace, name));
   }
 
   /** One page of a list. */
-  list<T extends KubeObject>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; limit?: number; continueToken?: string; resourceVersion?: string } = {}): Promise<KubeList<T>> {
+  list<T extends ObjectLike>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; limit?: number; continueToken?: string; resourceVersion?: string } = {}): Promise<KubeList<T>> {
     return this.request<KubeList<T>>('GET', apiPath(type, opts.namespace), {
       query: { labelSelector: opts.labelSelector, limit: opts.limit, continue: opts.continueToken, resourceVersion: opts.resourceVersion },
       timeoutMs: 120_000,
@@ -154,7 +166,7 @@ export class KubeClient {
   }
 
   /** Server-side apply with one field manager; `force` takes fields over from other managers. */
-  apply<T extends KubeObject>(type: ResourceType, obj: KubeObject, fieldManager: string, opts: { subresource?: string; force?: boolean; dryRun?: boolean } = {}): Promise<T> {
+  apply<T extends ObjectLike, I extends ObjectLike = ObjectLike>(type: ResourceType, obj: I, fieldManager: string, opts: { subresource?: string; force?: boolean; dryRun?: boolean } = {}): Promise<T> {
     const meta = obj.metadata ?? {};
     return this.request<T>('PATCH', apiPath(type, meta.namespace, meta.name, opts.subresource), {
       query: { fieldManager, force: opts.force ?? true, dryRun: opts.dryRun ? 'All' : undefined },
@@ -163,15 +175,15 @@ export class KubeClient {
     });
   }
 
-  mergePatch<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown, subresource?: string): Promise<T> {
+  mergePatch<T extends ObjectLike>(type: ResourceType, namespace: string | undefined, name: string, patch: unknown, subresource?: string): Promise<T> {
     return this.request<T>('PATCH', apiPath(type, namespace, name, subresource), { body: patch, contentType: 'application/merge-patch+json' });
   }
 
-  create<T extends KubeObject>(type: ResourceType, obj: KubeObject): Promise<T> {
+  create<T extends ObjectLike, I extends ObjectLike = ObjectLike>(type: ResourceType, obj: I): Promise<T> {
     return this.request<T>('POST', apiPath(type, obj.metadata?.namespace), { body: obj });
   }
 
-  replace<T extends KubeObject>(type: ResourceType, obj: KubeObject): Promise<T> {
+  replace<T extends ObjectLike, I extends ObjectLike = ObjectLike>(type: ResourceType, obj: I): Promise<T> {
     return this.request<T>('PUT', apiPath(type, obj.metadata?.namespace, obj.metadata?.name), { body: obj });
   }
 

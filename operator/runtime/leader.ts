@@ -104,7 +104,7 @@ export class LeaderElector {
         current = await this.client.get<Lease>(Resources.Lease, namespace, name);
       } catch (err) {
         if (!isNotFound(err)) throw err;
-        this.lease = await this.client.create<Lease>(Resources.Lease, {
+        this.lease = await this.client.create<Lease, Lease>(Resources.Lease, {
           apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace },
           spec: { ...spec, acquireTime: spec.renewTime, leaseTransitions: 0 },
         });
@@ -120,7 +120,7 @@ export class LeaderElector {
       const heldByOther = !!holder && holder !== identity;
       if (heldByOther && this.observedAt + duration > now) return false;
       const transitions = (current.spec?.leaseTransitions ?? 0) + (holder === identity ? 0 : 1);
-      this.lease = await this.client.replace<Lease>(Resources.Lease, {
+      this.lease = await this.client.replace<Lease, Lease>(Resources.Lease, {
         ...current,
         spec: {
           ...spec,

@@ -117,6 +117,7 @@ export class ControlPlane {
     };
     this.writeKubeconfig();
     this.writeSchedulerConfig();
+    this.writeAuditPolicy();
     for (const name of componentNames) {
       this.processes.set(name, new ManagedProcess(this.specFor(name)));
       await this.startComponent(name);
@@ -168,6 +169,26 @@ export class ControlPlane {
       'current-context': 'modelship-test',
     };
     writeFileSync(this.kubeconfigPath, JSON.stringify(kubeconfig, null, 2), { mode: 0o600 });
+  }
+
+  /** Where the apiserver records every write; tests count a client's writes from it. */
+  get auditLogPath(): string {
+    return join(this.dir, 'logs', 'audit.log');
+  }
+
+  private writeAuditPolicy(): void {
+    // Writes only, at Metadata level: enough to count who changed what, cheap enough for every test.
+    const policy = {
+      apiVersion: 'audit.k8s.io/v1',
+      kind: 'Policy',
+      omitStages: ['RequestReceived'],
+      rules: [
+        { level: 'None', resources: [{ group: 'coordination.k8s.io', resources: ['leases'] }] },
+        { level: 'Metadata', verbs: ['create', 'update', 'patch', 'delete', 'deletecollection'] },
+        { level: 'None' },
+      ],
+    };
+    writeFileSync(join(this.dir, 'audit-policy.yaml'), JSON.stringify(policy, null, 2));
   }
 
   private writeSchedulerConfig(): void {
@@ -223,6 +244,9 @@ export class ControlPlane {
             '--requestheader-username-headers=X-Remote-User', '--requestheader-group-headers=X-Remote-Group',
             '--requestheader-extra-headers-prefix=X-Remote-Extra-',
             `--proxy-client-cert-file=${pki.frontProxyClientCert}`, `--proxy-client-key-file=${pki.frontProxyClientKey}`,
+            `--audit-policy-file=${join(this.dir, 'audit-policy.yaml')}`, `--audit-log-path=${this.auditLogPath}`,
+            '--audit-log-format=json', '--audit-log-maxsize=200', '--audit-log-maxbackup=2', '--audit-log-mode=batch',
+            '--audit-log-batch-max-wait=1s',
             '--enable-priority-and-fairness=false', '--profiling=false',
             '--max-requests-inflight=2000', '--max-mutating-requests-inflight=1000',
             '--v=1',

@@ -21,6 +21,7 @@ export interface ClusterState {
   dir: string;
   kubeconfig: string;
   server: string;
+  auditLog: string;
   controlUrl: string;
   supervisorPid: number;
   pids: Partial<Record<ComponentName, number>>;
@@ -112,7 +113,7 @@ async function bringUp(dir: string): Promise<{ state: ClusterState; stop: () => 
     await ensureNodes(kc.makeApiClient(CoreV1Api), nodePool(pool));
     control = await serveControl(plane, writeState);
     state = {
-      dir, kubeconfig: plane.kubeconfigPath, server: plane.server, controlUrl: control.url,
+      dir, kubeconfig: plane.kubeconfigPath, server: plane.server, auditLog: plane.auditLogPath, controlUrl: control.url,
       supervisorPid: process.pid, pids: plane.pids(), startedInMs: Date.now() - began,
     };
     writeState();

@@ -1,0 +1,25 @@
+// Installs the ModelDeployment CRD from crds/ (server-side apply) and waits until it is served.
+import { KubeClient, type KubeObject } from '../../operator/runtime/kube.js';
+import { loadCrd } from '../../operator/api/schema.js';
+import { testCluster, waitFor } from '../cluster/cluster.js';
+
+const crdType = { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false };
+
+export function adminClient(): KubeClient {
+  return new KubeClient(testCluster().kc, undefined, 'modelship-tests');
+}
+
+export async function installCrd(): Promise<void> {
+  const client = adminClient();
+  const crd = loadCrd() as unknown as KubeObject;
+  await client.apply(crdType, { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', ...crd }, 'modelship-tests');
+  await waitFor('CRD established', async () => {
+    const live = await client.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(crdType, undefined, crd.metadata!.name!);
+    return live.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+  });
+  // Discovery in the apiserver lags establishment a little; a list proves the resource is served.
+  await waitFor('ModelDeployments served', async () => {
+    await client.request('GET', '/apis/modelship.io/v1alpha1/modeldeployments?limit=1');
+    return true;
+  });
+}

@@ -1,0 +1,82 @@
+// Runs the operator as its own process, as it runs in a cluster, against the test control plane.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { once } from 'node:events';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, probe } from '../cluster/control-plane.js';
+import { testCluster, waitFor } from '../cluster/cluster.js';
+
+const repoRoot = resolve(fileURLToPath(import.meta.url), '../../..');
+
+export interface OperatorOptions {
+  leaderElect?: boolean;
+  leaseNamespace?: string;
+  env?: Record<string, string>;
+  name?: string;
+}
+
+export class OperatorProcess {
+  private child: ChildProcess | undefined;
+  metricsPort = 0;
+  readonly logFile: string;
+
+  constructor(private readonly opts: OperatorOptions = {}) {
+    const dir = join(testCluster().state.dir, 'operators');
+    mkdirSync(dir, { recursive: true });
+    this.logFile = join(dir, `${opts.name ?? 'operator'}-${Date.now()}.log`);
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async start(): Promise<void> {
+    this.metricsPort = await freePort();
+    const log = createWriteStream(this.logFile, { flags: 'a' });
+    const setpriv = ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--'];
+    this.child = spawn(setpriv[0]!, [...setpriv.slice(1), process.execPath, '--import', 'tsx', join(repoRoot, 'operator/main.ts')], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        KUBECONFIG: testCluster().state.kubeconfig,
+        MODELSHIP_METRICS_PORT: String(this.metricsPort),
+        MODELSHIP_METRICS_HOST: '127.0.0.1',
+        MODELSHIP_LEADER_ELECT: String(this.opts.leaderElect ?? false),
+        MODELSHIP_LEADER_ELECTION_NAMESPACE: this.opts.leaseNamespace ?? 'default',
+        MODELSHIP_FETCHER_IMAGE: 'example.invalid/modelship:test',
+        ...this.opts.env,
+      },
+    });
+    this.child.stdout?.pipe(log);
+    this.child.stderr?.pipe(log);
+    await waitFor('operator ready', async () => {
+      if (!this.running) throw new Error(`operator exited; see ${this.logFile}`);
+      return (await probe(`http://127.0.0.1:${this.metricsPort}/readyz`)).status === 200;
+    }, 30_000);
+  }
+
+  async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const { body } = await probe(`http://127.0.0.1:${this.metricsPort}/metrics`);
+    let total = 0;
+    for (const line of body.split('\n')) {
+      if (!line.startsWith(name)) continue;
+      const m = /^([a-z_:]+)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+      if (!m || m[1] !== name) continue;
+      if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) total += Number(m[3]);
+    }
+    return total;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (!this.child || !this.running) return;
+    const exited = once(this.child, 'exit');
+    this.child.kill(signal);
+    await exited;
+  }
+}
