@@ -1,0 +1,141 @@
+// Every bad ModelDeployment gets a clear answer: the apiserver rejects it with a readable message (the
+// schema or a CEL rule), or the operator reports Ready=False/InvalidSpec with a Warning Event. The
+// operator stays up throughout, and a spec turned bad leaves what already serves untouched.
+import test from 'ava';
+import type { ModelDeployment } from '../../operator/api/generated.js';
+import { ApiError, type KubeObject } from '../../operator/runtime/kube.js';
+import { Resources } from '../../operator/runtime/resources.js';
+import { createNamespace, deleteNamespace, testCluster, waitFor } from '../cluster/cluster.js';
+import { modelDeployment } from '../support/builders.js';
+import { adminClient, installCrd } from '../support/crd.js';
+import { OperatorProcess } from '../support/operator-process.js';
+
+const client = adminClient();
+const operator = new OperatorProcess({ name: 'bad-input' });
+let ns = '';
+
+test.before(async () => {
+  await installCrd();
+  await operator.start();
+  ns = await createNamespace('bad-input');
+});
+
+test.after.always(async () => {
+  await operator.stop();
+  await deleteNamespace(ns);
+});
+
+type Mutate = (spec: any, md: ModelDeployment) => void;
+
+interface Case {
+  title: string;
+  mutate: Mutate;
+  /** Rejected by the apiserver with a message matching this. */
+  rejected?: RegExp;
+  /** Accepted, then reported as InvalidSpec with a message matching this. */
+  invalidSpec?: RegExp;
+}
+
+const cases: Case[] = [
+  { title: 'no model', mutate: (s) => { delete s.model; }, rejected: /spec\.model: Required value/ },
+  { title: 'no model version', mutate: (s) => { delete s.model.version; }, rejected: /spec\.model\.version: Required value/ },
+  { title: 'unknown URI scheme', mutate: (s) => { s.model.uri = 'ftp://models/x'; }, rejected: /spec\.model\.uri.*should match/ },
+  { title: 'URI with spaces', mutate: (s) => { s.model.uri = 's3://bucket/a b'; }, rejected: /spec\.model\.uri/ },
+  { title: 'overlong URI', mutate: (s) => { s.model.uri = `https://x.example/${'a'.repeat(2100)}`; }, rejected: /spec\.model\.uri: Too long/ },
+  { title: 'malformed digest', mutate: (s) => { s.model.digest = 'md5:abc'; }, rejected: /spec\.model\.digest.*should match/ },
+  { title: 'unknown format', mutate: (s) => { s.model.format = 'pickle'; }, rejected: /spec\.model\.format: Unsupported value/ },
+  { title: 'unknown preset', mutate: (s) => { s.runtime = { preset: 'flask' }; }, rejected: /spec\.runtime\.preset: Unsupported value/ },
+  { title: 'custom preset without image', mutate: (s) => { s.runtime = { preset: 'custom' }; }, rejected: /custom preset needs runtime\.image/ },
+  { title: 'port out of range', mutate: (s) => { s.runtime = { port: 70000 }; }, rejected: /spec\.runtime\.port/ },
+  { title: 'negative replicas', mutate: (s) => { s.replicas = -1; }, rejected: /spec\.replicas/ },
+  { title: 'minReplicas above maxReplicas', mutate: (s) => { s.autoscaling = { minReplicas: 5, maxReplicas: 2 }; }, rejected: /minReplicas must not exceed maxReplicas/ },
+  { title: 'Prometheus autoscaling without a query', mutate: (s) => { s.autoscaling = { maxReplicas: 3, metrics: [{ type: 'Prometheus', targetAverageValue: '5' }] }; }, rejected: /Prometheus takes query and targetAverageValue/ },
+  { title: 'weights that go down', mutate: (s) => { s.rollout = { steps: [{ setWeight: 50 }, { setWeight: 10 }] }; }, rejected: /must not decrease/ },
+  { title: 'weight above 100', mutate: (s) => { s.rollout = { steps: [{ setWeight: 150 }] }; }, rejected: /setWeight.*100/ },
+  { title: 'a step with two actions', mutate: (s) => { s.rollout = { steps: [{ setWeight: 10, pause: {} }] }; }, rejected: /exactly one of setWeight, setMirror and pause/ },
+  { title: 'bad pause duration', mutate: (s) => { s.rollout = { steps: [{ pause: { duration: '5 minutes' } }] }; }, rejected: /duration.*should match/ },
+  { title: 'a check with two providers', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', podHealth: {}, webhook: { url: 'http://x.example' } }] } }; }, rejected: /exactly one provider/ },
+  { title: 'a check with no provider', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c' }] } }; }, rejected: /exactly one provider/ },
+  { title: 'duplicate check names', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', podHealth: {} }, { name: 'c', podHealth: {} }] } }; }, rejected: /Duplicate value/ },
+  { title: 'prometheus check without bounds', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', prometheus: { address: 'http://p.example:9090', query: 'up' } }] } }; }, rejected: /needs pass bounds or compareToStable/ },
+  { title: 'pass.min above pass.max', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', prometheus: { address: 'http://p.example:9090', query: 'up' }, pass: { min: 2, max: 1 } }] } }; }, rejected: /pass\.min must not exceed pass\.max/ },
+  { title: 'drift check in rollout analysis', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'd', drift: { histogram: 'h', prometheus: { address: 'http://p.example' }, maxPSI: 0.2 } }] } }; }, rejected: /drift checks belong in spec\.monitoring/ },
+  { title: 'mirroring without a gateway', mutate: (s) => { s.rollout = { steps: [{ setMirror: 100 }] }; }, rejected: /setMirror steps need traffic\.router GatewayAPI/ },
+  { title: 'GatewayAPI router without parentRefs', mutate: (s) => { s.traffic = { router: 'GatewayAPI' }; }, rejected: /needs gatewayAPI\.parentRefs/ },
+  { title: 'credentials for an OCI model', mutate: (s) => { s.model.uri = 'oci://registry.example/models/iris:1'; s.model.credentialsSecret = 'creds'; }, rejected: /imagePullSecrets/ },
+  { title: 'env var with both value and valueFrom', mutate: (s) => { s.runtime = { env: [{ name: 'A', value: 'x', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }] }; }, rejected: /value or valueFrom, not both/ },
+  { title: 'malformed resource quantity', mutate: (s) => { s.resources = { requests: { cpu: 'lots' } }; }, rejected: /spec\.resources\.requests/ },
+  { title: 'name that cannot name a Service', mutate: (_s, md) => { md.metadata!.name = '9lives'; }, rejected: /DNS-1035 label/ },
+  { title: 'too many args', mutate: (s) => { s.runtime = { args: Array.from({ length: 70 }, () => 'x') }; }, rejected: /Too many/ },
+  // What only the operator can know:
+  { title: 'a preset that cannot load the format', mutate: (s) => { s.model.format = 'onnx'; s.runtime = { preset: 'mlserver' }; }, invalidSpec: /mlserver cannot serve onnx models; use triton/ },
+  { title: 'neither format nor preset', mutate: (s) => { delete s.model.format; }, invalidSpec: /set model\.format or runtime\.preset/ },
+  { title: 'an invalid bucket name that passed the pattern', mutate: (s) => { s.model.uri = 's3://B!/model'; }, invalidSpec: /not a valid bucket name/ },
+  { title: 'an hf URI without a repository', mutate: (s) => { s.model.uri = 'hf://just-an-org'; }, invalidSpec: /expected hf:\/\/organisation\/repository/ },
+  { title: 'a PVC path escaping the claim', mutate: (s) => { s.model.uri = 'pvc://models/../../etc'; }, invalidSpec: /must not contain "\.\."/ },
+  { title: 'GPU requests unequal to limits', mutate: (s) => { s.resources = { requests: { 'nvidia.com/gpu': 1 }, limits: { 'nvidia.com/gpu': 2 } }; }, invalidSpec: /requests and limits must be equal/ },
+  { title: 'a request above its limit', mutate: (s) => { s.resources = { requests: { memory: '4Gi' }, limits: { memory: '1Gi' } }; }, invalidSpec: /memory request 4Gi exceeds its limit 1Gi/ },
+  { title: 'an affinity the apiserver refuses', mutate: (s) => { s.scheduling = { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'Sideways' }] }] } } } }; }, invalidSpec: /Deployment .*(Unsupported value|not a valid selector operator|operator)/ },
+];
+
+const condition = (md: ModelDeployment, type: string) => md.status?.conditions?.find((c) => c.type === type);
+
+for (const [i, c] of cases.entries()) {
+  test(`bad input: ${c.title}`, async (t) => {
+    const md = modelDeployment(`bad-${i}`, ns);
+    c.mutate(md.spec, md);
+    if (c.rejected) {
+      const err = await t.throwsAsync(client.create(Resources.ModelDeployment, md));
+      t.true(err instanceof ApiError);
+      t.is((err as ApiError).code, 422, err?.message);
+      t.regex(err.message, c.rejected);
+      return;
+    }
+    await client.create(Resources.ModelDeployment, md);
+    const reported = await waitFor(`${md.metadata!.name} InvalidSpec`, async () => {
+      const live = await client.get<ModelDeployment & KubeObject>(Resources.ModelDeployment, ns, md.metadata!.name!);
+      const ready = condition(live, 'Ready');
+      return ready?.reason === 'InvalidSpec' && ready.observedGeneration === live.metadata?.generation ? live : undefined;
+    });
+    t.is(condition(reported, 'Ready')?.status, 'False');
+    t.regex(condition(reported, 'Ready')?.message ?? '', c.invalidSpec!);
+    // The Event is recorded right after the status write.
+    const event = await waitFor('a Warning Event', async () => {
+      const events = await testCluster().core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${md.metadata!.name}` });
+      return events.items.find((e) => e.type === 'Warning' && e.reason === 'InvalidSpec');
+    }, 10_000);
+    t.regex(event.message ?? '', c.invalidSpec!);
+  });
+}
+
+test.serial('a spec turned bad leaves the serving revision untouched, and fixing it recovers', async (t) => {
+  t.true(cases.length >= 25);
+  const md = modelDeployment('serving', ns);
+  await client.create(Resources.ModelDeployment, md);
+  const ready = await waitFor('serving Ready', async () => {
+    const live = await client.get<ModelDeployment & KubeObject>(Resources.ModelDeployment, ns, 'serving');
+    return condition(live, 'Ready')?.status === 'True' ? live : undefined;
+  });
+  const hash = ready.status!.stableRevision!.hash;
+  const before = await client.get<KubeObject>(Resources.Deployment, ns, `serving-${hash}`);
+  await client.mergePatch(Resources.ModelDeployment, ns, 'serving', { spec: { model: { format: 'onnx' }, runtime: { preset: 'mlserver' } } });
+  await waitFor('InvalidSpec', async () => {
+    const live = await client.get<ModelDeployment & KubeObject>(Resources.ModelDeployment, ns, 'serving');
+    return condition(live, 'Ready')?.reason === 'InvalidSpec';
+  });
+  const after = await client.get<KubeObject>(Resources.Deployment, ns, `serving-${hash}`);
+  t.is(after.metadata?.resourceVersion, before.metadata?.resourceVersion, 'the serving Deployment was not touched');
+  const deployments = await client.list<KubeObject>(Resources.Deployment, { namespace: ns, labelSelector: 'app.kubernetes.io/instance=serving' });
+  t.is(deployments.items.length, 1, 'no new revision was started');
+  t.true(operator.running, 'the operator is still up');
+
+  await client.mergePatch(Resources.ModelDeployment, ns, 'serving', { spec: { model: { format: 'sklearn' }, runtime: null } });
+  await waitFor('Ready again', async () => {
+    const live = await client.get<ModelDeployment & KubeObject>(Resources.ModelDeployment, ns, 'serving');
+    return condition(live, 'Ready')?.status === 'True' && condition(live, 'Ready')?.observedGeneration === live.metadata?.generation;
+  });
+});
+
+test.after('the operator survived every bad input', (t) => {
+  t.true(operator.running);
+});
