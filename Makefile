@@ -49,10 +49,10 @@ cluster: deps bins ## start a local control plane (prints the KUBECONFIG export)
 	@node --import tsx test/cluster/supervisor.ts up --detach --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-down
-cluster-down: ## stop the local control plane
+cluster-down: ## stop the operator started by make run, and the local control plane
+	@CLUSTER_DIR=$(CLUSTER_DIR) hack/run.sh stop
 	@node --import tsx test/cluster/supervisor.ts down --dir $(CLUSTER_DIR)
 
 .PHONY: run
-run: cluster ## start the control plane, then the operator, and apply the quickstart
-	@echo "export KUBECONFIG=$(CLUSTER_DIR)/admin.kubeconfig"
-	@echo "kubectl is in .bin/: export PATH=$(CURDIR)/.bin:\$$PATH"
+run: build cluster ## start the control plane, then the operator, and apply the quickstart
+	@CLUSTER_DIR=$(CLUSTER_DIR) hack/run.sh

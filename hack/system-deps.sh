@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the few Debian packages the tests and `make run` use, when they are missing:
-# openssl (test PKI) and util-linux's setpriv (children die with the test supervisor).
+# openssl (test PKI), util-linux's setpriv (children die with the test supervisor) and curl.
 # Go must already be on the machine: it builds the control plane from modules.
 set -euo pipefail
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v curl >/dev/null || need+=(curl)
 if ! command -v go >/dev/null; then
   echo "Go is required to build the test control plane (https://go.dev/doc/install)" >&2
   exit 1

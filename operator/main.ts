@@ -8,6 +8,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { ModelDeployment } from './api/generated.js';
 import { Controller } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
+import { WriteExpectations } from './runtime/expectations.js';
 import { startHealthServer } from './runtime/health.js';
 import { Informer, type InformerHandlers } from './runtime/informer.js';
 import { KubeClient, type KubeObject, type ResourceType } from './runtime/kube.js';
@@ -39,6 +40,7 @@ async function runOperator(argv: string[]): Promise<void> {
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();
   const identity = `${hostname()}_${process.pid}`;
+  const expectations = new WriteExpectations();
   const client = new KubeClient(kc, identity);
   const metrics = new OperatorMetrics();
   client.onRequest((method, _path, code) => metrics.apiRequests.inc({ method, code: String(code) }));
@@ -68,20 +70,24 @@ async function runOperator(argv: string[]): Promise<void> {
   const caches: ReconcilerDeps['caches'] = {
     modelDeployments: informer<ModelDeployment & KubeObject>(Resources.ModelDeployment, {
       onUpsert: (md, old) => {
+        expectations.observe(`${md.metadata?.namespace}/${md.metadata?.name}`, md.metadata?.resourceVersion);
         // Status-only updates (our own writes) carry no new generation and need no reconcile, unless
         // annotations changed (manual operations).
         if (old && old.metadata?.generation === md.metadata?.generation
           && JSON.stringify(old.metadata?.annotations) === JSON.stringify(md.metadata?.annotations)) return;
         controller.enqueue(md.metadata?.namespace, md.metadata?.name);
       },
-      onDelete: (md) => metrics.forget(md.metadata?.namespace ?? '', md.metadata?.name ?? ''),
+      onDelete: (md) => {
+        expectations.forget(`${md.metadata?.namespace}/${md.metadata?.name}`);
+        metrics.forget(md.metadata?.namespace ?? '', md.metadata?.name ?? '');
+      },
     }),
     deployments: informer(Resources.Deployment, toOwner, managedSelector),
     services: informer(Resources.Service, toOwner, managedSelector),
     hpas: informer(Resources.HorizontalPodAutoscaler, toOwner, managedSelector),
     pods: informer(Resources.Pod, toOwner, managedSelector),
   };
-  const deps: ReconcilerDeps = { client, events, log, fetcherImage: values['fetcher-image'], caches };
+  const deps: ReconcilerDeps = { client, events, log, fetcherImage: values['fetcher-image'], caches, expectations };
 
   let synced = false;
   let lastTick = Date.now();

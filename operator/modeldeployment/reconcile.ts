@@ -7,6 +7,7 @@ import type { EventRecorder } from '../runtime/events.js';
 import type { Informer } from '../runtime/informer.js';
 import { isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
 import type { Logger } from '../runtime/logger.js';
+import type { WriteExpectations } from '../runtime/expectations.js';
 import { Resources } from '../runtime/resources.js';
 import { instanceLabel, revisionLabel } from './labels.js';
 import { plan, type Plan } from './plan.js';
@@ -27,6 +28,8 @@ export interface ReconcilerDeps {
     hpas: Informer<KubeObject>;
     pods: Informer<KubeObject>;
   };
+  /** Our last status write per key, until the cache has caught up with it. */
+  expectations: WriteExpectations;
   now?: () => Date;
 }
 
@@ -68,6 +71,9 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
   const { client, caches, log } = deps;
   const md = caches.modelDeployments.get(namespace, name);
   if (!md || md.metadata?.deletionTimestamp) return { writes: 0 };
+  const key = `${namespace}/${name}`;
+  // Deciding from a status older than our own last write would repeat what that write recorded.
+  if (deps.expectations.isWaiting(key, md.metadata?.resourceVersion)) return { writes: 0, requeueAfterMs: 100 };
   const now = deps.now?.() ?? new Date();
 
   // Observe.
@@ -116,10 +122,11 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
 
   // One status write, only when something changed.
   if (!statusEquals(md.status, decision.status)) {
-    await client.apply(Resources.ModelDeployment, {
+    const written = await client.apply(Resources.ModelDeployment, {
       apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment',
       metadata: { name, namespace }, status: decision.status,
     }, fieldManager, { subresource: 'status' });
+    deps.expectations.expect(key, written.metadata?.resourceVersion);
     writes++;
     const before = (md.status ?? {}) as Record<string, unknown>;
     const after = decision.status as Record<string, unknown>;

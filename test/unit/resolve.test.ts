@@ -1,0 +1,81 @@
+import test from 'ava';
+import { modelUriProblem, parseQuantity, resolveRuntime } from '../../operator/modeldeployment/resolve.js';
+import { presets } from '../../operator/modeldeployment/presets.js';
+import type { ModelDeploymentSpec } from '../../operator/api/generated.js';
+
+const spec = (patch: Partial<ModelDeploymentSpec> = {}, model: Partial<ModelDeploymentSpec['model']> = {}): ModelDeploymentSpec => ({
+  model: { uri: 'https://models.example.com/m.joblib', version: '1', format: 'sklearn', ...model },
+  ...patch,
+});
+
+test('the format picks the preset: sklearn → MLServer with the sklearn implementation', (t) => {
+  const r = resolveRuntime(spec(), 'iris');
+  if (!r.ok) return t.fail(r.problems.join());
+  t.is(r.runtime.preset, 'mlserver');
+  t.is(r.runtime.image, presets.mlserver.image);
+  t.is(r.runtime.protocol, 'v2');
+  t.is(r.runtime.readinessPath, '/v2/health/ready');
+  t.deepEqual(r.runtime.env.find((e) => e.name === 'MLSERVER_MODEL_IMPLEMENTATION'), { name: 'MLSERVER_MODEL_IMPLEMENTATION', value: 'mlserver_sklearn.SKLearnModel' });
+  t.deepEqual(r.runtime.env.find((e) => e.name === 'MLSERVER_MODEL_NAME'), { name: 'MLSERVER_MODEL_NAME', value: 'iris' });
+});
+
+test('every format has a default preset that can load it', (t) => {
+  for (const format of ['sklearn', 'xgboost', 'lightgbm', 'onnx', 'pytorch', 'tensorflow', 'huggingface'] as const) {
+    const r = resolveRuntime(spec({}, { format }), 'm');
+    t.true(r.ok, `${format}: ${r.ok ? '' : r.problems.join()}`);
+  }
+  const xgb = resolveRuntime(spec({}, { format: 'xgboost' }), 'm');
+  t.true(xgb.ok && xgb.runtime.env.some((e) => e.value === 'mlserver_xgboost.XGBoostModel'));
+  const llm = resolveRuntime(spec({}, { format: 'huggingface', uri: 'hf://org/model' }), 'chat');
+  t.true(llm.ok && llm.runtime.preset === 'vllm' && llm.runtime.protocol === 'openai' && llm.runtime.args.includes('chat'));
+});
+
+test('runtime fields override the preset; user env wins over preset env of the same name', (t) => {
+  const r = resolveRuntime(spec({ runtime: { image: 'registry.example/mlserver:custom', port: 9090, startupTimeoutSeconds: 60, env: [{ name: 'MLSERVER_MODEL_NAME', value: 'override' }] } }), 'iris');
+  if (!r.ok) return t.fail();
+  t.is(r.runtime.image, 'registry.example/mlserver:custom');
+  t.is(r.runtime.port, 9090);
+  t.is(r.runtime.startupTimeoutSeconds, 60);
+  t.deepEqual(r.runtime.env.filter((e) => e.name === 'MLSERVER_MODEL_NAME'), [{ name: 'MLSERVER_MODEL_NAME', value: 'override' }]);
+});
+
+test('a preset that cannot load the format is an invalid spec that names the presets that can', (t) => {
+  const r = resolveRuntime(spec({ runtime: { preset: 'vllm' } }, { format: 'onnx' }), 'm');
+  t.false(r.ok);
+  t.regex(r.ok ? '' : r.problems.join(), /vllm cannot serve onnx models; use triton/);
+});
+
+test('custom needs an image unless the spec names one; no format and no preset is invalid', (t) => {
+  t.false(resolveRuntime(spec({}, { format: 'custom' }), 'm').ok);
+  t.true(resolveRuntime(spec({ runtime: { preset: 'custom', image: 'me/server:1' } }, { format: 'custom' }), 'm').ok);
+  const none = resolveRuntime(spec({}, { format: undefined }), 'm');
+  t.regex(none.ok ? '' : none.problems.join(), /set model\.format or runtime\.preset/);
+});
+
+test('GPUs: counted from limits, requests must equal limits, whole numbers only', (t) => {
+  const ok = resolveRuntime(spec({ resources: { limits: { 'nvidia.com/gpu': '2' } } }), 'm');
+  t.true(ok.ok && ok.runtime.gpus === 2);
+  t.false(resolveRuntime(spec({ resources: { requests: { 'nvidia.com/gpu': 1 }, limits: { 'nvidia.com/gpu': 2 } } }), 'm').ok);
+  t.false(resolveRuntime(spec({ resources: { limits: { 'nvidia.com/gpu': '0.5' } } }), 'm').ok);
+});
+
+test('model URIs that pass the CRD pattern but mean nothing are caught', (t) => {
+  t.is(modelUriProblem('s3://my-bucket/models/v1/'), undefined);
+  t.is(modelUriProblem('gs://bucket.example/m'), undefined);
+  t.is(modelUriProblem('hf://meta-llama/Llama-3.2-1B@main'), undefined);
+  t.is(modelUriProblem('pvc://models/iris/v1'), undefined);
+  t.is(modelUriProblem('oci://registry.example:5000/models/iris:1'), undefined);
+  t.is(modelUriProblem('https://models.example.com/m.bin'), undefined);
+  t.regex(modelUriProblem('s3://UPPER/m') ?? '', /bucket name/);
+  t.regex(modelUriProblem('hf://org-only') ?? '', /organisation\/repository/);
+  t.regex(modelUriProblem('pvc://claim/../../etc') ?? '', /\.\./);
+  t.regex(modelUriProblem('oci://Not A Ref') ?? '', /OCI image reference/);
+});
+
+test('quantities parse like Kubernetes', (t) => {
+  t.is(parseQuantity('500m'), 0.5);
+  t.is(parseQuantity('2Gi'), 2 * 2 ** 30);
+  t.is(parseQuantity('1e3'), 1000);
+  t.is(parseQuantity('1.5'), 1.5);
+  t.true(Number.isNaN(parseQuantity('lots')));
+});

@@ -1,0 +1,56 @@
+import test from 'ava';
+import { canonicalJson, revisionHash } from '../../operator/api/revision.js';
+import { isSubset, appliedHash } from '../../operator/modeldeployment/reconcile.js';
+import { WriteExpectations } from '../../operator/runtime/expectations.js';
+import { microTime } from '../../operator/runtime/events.js';
+import { apiPath } from '../../operator/runtime/kube.js';
+import { Resources } from '../../operator/runtime/resources.js';
+import { modelDeployment } from '../support/builders.js';
+
+test('the revision hash covers model, runtime, resources and scheduling, and nothing else', (t) => {
+  const base = modelDeployment('m', 'ns').spec;
+  const h = revisionHash(base);
+  t.regex(h, /^[a-f0-9]{10}$/);
+  t.is(revisionHash({ ...base, replicas: 9, paused: true, autoscaling: { maxReplicas: 4 }, traffic: { port: 1 }, rollout: { steps: [{ setWeight: 5 }] } }), h);
+  t.not(revisionHash({ ...base, model: { ...base.model, version: '2' } }), h);
+  t.not(revisionHash({ ...base, model: { ...base.model, dataset: { uri: 's3://d/2026' } } }), h, 'data lineage is part of the revision');
+  t.not(revisionHash({ ...base, runtime: { image: 'x/y:1' } }), h);
+  t.not(revisionHash({ ...base, resources: { limits: { memory: '1Gi' } } }), h);
+  t.not(revisionHash({ ...base, scheduling: { nodeSelector: { a: 'b' } } }), h);
+  t.is(revisionHash({ ...base, model: { format: base.model.format, version: base.model.version, uri: base.model.uri } }), h, 'key order does not matter');
+});
+
+test('canonical JSON sorts keys at every depth and drops undefined', (t) => {
+  t.is(canonicalJson({ b: 1, a: { d: [2, { z: 1, y: undefined }], c: null } }), '{"a":{"c":null,"d":[2,{"z":1}]},"b":1}');
+});
+
+test('isSubset: our fields must match, others may be added, numbers match their string form', (t) => {
+  t.true(isSubset({ a: 1, b: { c: 'x' } }, { a: 1, b: { c: 'x', d: 'defaulted' }, e: 2 }));
+  t.false(isSubset({ a: 1 }, { a: 2 }));
+  t.false(isSubset({ list: [1, 2] }, { list: [1, 2, 3] }), 'lists are compared whole');
+  t.true(isSubset({ q: 2 }, { q: '2' }));
+  t.false(isSubset({ a: { b: 1 } }, { a: null }));
+  t.not(appliedHash({ metadata: { name: 'a' } }), appliedHash({ metadata: { name: 'b' } }));
+});
+
+test('write expectations hold a key until the cache delivers the written version, or until they expire', (t) => {
+  let now = 0;
+  const e = new WriteExpectations(1000, () => now);
+  t.false(e.isWaiting('k', '5'));
+  e.expect('k', '7');
+  t.true(e.isWaiting('k', '5'), 'the cache still has the version before our write');
+  e.observe('k', '6');
+  t.true(e.isWaiting('k', '6'));
+  e.observe('k', '7');
+  t.false(e.isWaiting('k', '7'));
+  e.expect('k', '9');
+  now = 1500;
+  t.false(e.isWaiting('k', '8'), 'expired: a relist may have skipped the event');
+});
+
+test('event times are MicroTime; API paths are built per scope', (t) => {
+  t.is(microTime(new Date('2026-01-02T03:04:05.123Z')), '2026-01-02T03:04:05.123000Z');
+  t.is(apiPath(Resources.Deployment, 'ns', 'd'), '/apis/apps/v1/namespaces/ns/deployments/d');
+  t.is(apiPath(Resources.Pod), '/api/v1/pods');
+  t.is(apiPath(Resources.ModelDeployment, 'ns', 'm', 'status'), '/apis/modelship.io/v1alpha1/namespaces/ns/modeldeployments/m/status');
+});
