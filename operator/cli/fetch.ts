@@ -5,10 +5,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, stat, rename } from 'node:fs/promises';
-import { join, relative, basename } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { listSource, type SourceFile } from './sources.js';
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -36,15 +37,21 @@ export async function modelDigest(path: string): Promise<string> {
   return `sha256:${listing.digest('hex')}`;
 }
 
-async function download(url: string, dest: string): Promise<string> {
-  const res = await fetch(url, { redirect: 'follow' });
-  if (!res.ok || !res.body) throw new Error(`GET ${url}: HTTP ${res.status}`);
-  await mkdir(dest, { recursive: true });
-  const name = basename(new URL(url).pathname) || 'model';
-  const target = join(dest, name);
-  await pipeline(Readable.fromWeb(res.body), createWriteStream(`${target}.partial`));
-  await rename(`${target}.partial`, target);
-  return target;
+/** Downloads every file to dest/<path>, through a .partial file so a crash never leaves half a model. */
+export async function downloadAll(files: SourceFile[], dest: string, concurrency = 4): Promise<void> {
+  const queue = [...files];
+  const worker = async () => {
+    for (let f = queue.shift(); f; f = queue.shift()) {
+      const target = resolve(dest, f.path);
+      if (!target.startsWith(`${resolve(dest)}/`)) throw new Error(`refusing to write ${f.path} outside ${dest}`);
+      await mkdir(dirname(target), { recursive: true });
+      const res = await fetch(f.url, { headers: f.headers, redirect: 'follow' });
+      if (!res.ok || !res.body) throw new Error(`GET ${f.url}: HTTP ${res.status}`);
+      await pipeline(Readable.fromWeb(res.body), createWriteStream(`${target}.partial`));
+      await rename(`${target}.partial`, target);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
 }
 
 export async function runFetch(argv: string[]): Promise<number> {
@@ -59,12 +66,11 @@ export async function runFetch(argv: string[]): Promise<number> {
     let fetched = values.dest;
     if (!values['verify-only']) {
       if (!values.uri) return fail('--uri is required');
-      const scheme = values.uri.slice(0, values.uri.indexOf('://'));
-      if (scheme !== 'https') {
-        return fail(`fetching ${scheme}:// models is not supported by this fetcher build; use https://, pvc:// or oci://`);
-      }
-      fetched = await download(values.uri, values.dest);
-      say(`fetched ${values.uri} to ${fetched}`);
+      const files = await listSource(values.uri, process.env);
+      await downloadAll(files, values.dest);
+      // One file is verified as a file; several as the directory they make up.
+      fetched = files.length === 1 ? join(values.dest, files[0]!.path) : values.dest;
+      say(`fetched ${files.length} file(s) from ${values.uri} to ${values.dest}`);
     }
     if (values.digest) {
       const actual = await modelDigest(values['verify-only'] ? values.dest : fetched);

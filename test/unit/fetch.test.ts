@@ -1,0 +1,142 @@
+// `modelship fetch` against local stand-ins for an HTTPS host, an S3 bucket (which checks SigV4
+// signatures) and the Hugging Face Hub: files land in place and digests are verified.
+import test from 'ava';
+import aws4 from 'aws4';
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { mkdtemp, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { downloadAll, modelDigest, runFetch } from '../../operator/cli/fetch.js';
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+const objects: Record<string, string> = {
+  'models/fraud/v7/model.joblib': 'joblib-bytes',
+  'models/fraud/v7/config/settings.json': '{"a":1}',
+  'models/fraud/v8/model.joblib': 'other',
+};
+const credentials = { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret-test' };
+let server: Server;
+let base = '';
+const seen: string[] = [];
+
+function s3Authorized(req: IncomingMessage): boolean {
+  const url = new URL(req.url!, base);
+  // The region is part of the signature's credential scope: AWS regions, or "auto" for Cloud Storage.
+  const region = /Credential=[^/]+\/\d{8}\/([^/]+)\/s3\//.exec(req.headers.authorization ?? '')?.[1] ?? 'none';
+  const expected = aws4.sign({
+    host: url.host, path: url.pathname + url.search, method: 'GET', service: 's3', region,
+    headers: { 'X-Amz-Date': req.headers['x-amz-date'] as string },
+  }, credentials);
+  return req.headers.authorization === expected.headers?.Authorization;
+}
+
+test.before(async () => {
+  server = createServer((req, res) => {
+    const url = new URL(req.url!, base);
+    seen.push(url.pathname);
+    if (url.pathname.startsWith('/s3/')) {
+      if (!s3Authorized(req)) { res.writeHead(403).end('<Error><Code>SignatureDoesNotMatch</Code></Error>'); return; }
+      const [, , bucket, ...rest] = url.pathname.split('/');
+      if (bucket !== 'bucket') { res.writeHead(404).end(); return; }
+      if (rest.length === 0 && url.searchParams.get('list-type') === '2') {
+        const prefix = url.searchParams.get('prefix') ?? '';
+        const keys = Object.keys(objects).filter((k) => k.startsWith(prefix));
+        // Two pages, to exercise continuation.
+        const page = url.searchParams.get('continuation-token') ? keys.slice(1) : keys.slice(0, 1);
+        const truncated = !url.searchParams.get('continuation-token') && keys.length > 1;
+        res.writeHead(200, { 'content-type': 'application/xml' }).end(`<?xml version="1.0"?><ListBucketResult>${page.map((k) => `<Contents><Key>${k}</Key></Contents>`).join('')}<IsTruncated>${truncated}</IsTruncated>${truncated ? '<NextContinuationToken>t2</NextContinuationToken>' : ''}</ListBucketResult>`);
+        return;
+      }
+      const key = rest.map(decodeURIComponent).join('/');
+      if (objects[key] === undefined) { res.writeHead(404).end(); return; }
+      res.writeHead(200).end(objects[key]);
+      return;
+    }
+    if (url.pathname === '/hf/api/models/org/tiny/revision/main') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ sha: 'abc123', siblings: [{ rfilename: 'config.json' }, { rfilename: 'weights/model.safetensors' }] }));
+      return;
+    }
+    if (url.pathname.startsWith('/hf/org/tiny/resolve/abc123/')) {
+      if (req.headers.authorization !== 'Bearer hf_test') { res.writeHead(401).end(); return; }
+      res.writeHead(200).end(`hf:${url.pathname.split('/resolve/abc123/')[1]}`);
+      return;
+    }
+    if (url.pathname === '/files/model.onnx') { res.writeHead(200).end('onnx-bytes'); return; }
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const address = server.address();
+  base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+});
+
+test.after.always(() => { server.close(); });
+
+async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try { return await fn(); } finally {
+    for (const k of Object.keys(env)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+}
+
+const dest = () => mkdtemp(join(tmpdir(), 'fetch-'));
+
+test.serial('s3: a prefix is listed page by page, signed with SigV4, and fetched as a directory with its digest', async (t) => {
+  const dir = await dest();
+  const listing = `${sha('{"a":1}')}  config/settings.json\n${sha('joblib-bytes')}  model.joblib\n`;
+  const digest = `sha256:${sha(listing)}`;
+  const code = await withEnv({ AWS_ENDPOINT_URL: `${base}/s3`, AWS_REGION: 'eu-west-1', AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey },
+    () => runFetch(['--uri', 's3://bucket/models/fraud/v7/', '--dest', dir, '--digest', digest]));
+  t.is(code, 0);
+  t.is(await readFile(join(dir, 'model.joblib'), 'utf8'), 'joblib-bytes');
+  t.is(await readFile(join(dir, 'config/settings.json'), 'utf8'), '{"a":1}');
+  t.is(await modelDigest(dir), digest, 'the digest is reproducible with: find . -type f | sort | xargs sha256sum | sha256sum');
+});
+
+test.serial('s3: wrong credentials fail loudly; one object key fetches one file', async (t) => {
+  const badDir = await dest();
+  const bad = await withEnv({ AWS_ENDPOINT_URL: `${base}/s3`, AWS_REGION: 'eu-west-1', AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'wrong' },
+    () => runFetch(['--uri', 's3://bucket/models/fraud/v7/', '--dest', badDir]));
+  t.is(bad, 1);
+  const dir = await dest();
+  const ok = await withEnv({ AWS_ENDPOINT_URL: `${base}/s3`, AWS_REGION: 'eu-west-1', AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey },
+    () => runFetch(['--uri', 's3://bucket/models/fraud/v8/model.joblib', '--dest', dir, '--digest', `sha256:${sha('other')}`]));
+  t.is(ok, 0);
+  t.is(await readFile(join(dir, 'model.joblib'), 'utf8'), 'other');
+});
+
+test.serial('gs: Cloud Storage through its S3-compatible XML API with HMAC keys', async (t) => {
+  const dir = await dest();
+  const code = await withEnv({ GCS_ENDPOINT_URL: `${base}/s3`, GCS_HMAC_ACCESS_ID: credentials.accessKeyId, GCS_HMAC_SECRET: credentials.secretAccessKey },
+    () => runFetch(['--uri', 'gs://bucket/models/fraud/v8/model.joblib', '--dest', dir]));
+  t.is(code, 0);
+  t.is(await readFile(join(dir, 'model.joblib'), 'utf8'), 'other');
+});
+
+test.serial('https: one file, and a digest mismatch is refused', async (t) => {
+  const dir = await dest();
+  t.is(await runFetch(['--uri', `${base}/files/model.onnx`.replace('http://', 'https://'), '--dest', dir]), 1, 'our stand-in is plain HTTP, so https fails');
+  await downloadAll([{ url: `${base}/files/model.onnx`, headers: {}, path: 'model.onnx' }], dir);
+  t.is(await modelDigest(join(dir, 'model.onnx')), `sha256:${sha('onnx-bytes')}`);
+  const verify = await runFetch(['--verify-only', '--dest', join(dir, 'model.onnx'), '--digest', `sha256:${'0'.repeat(64)}`]);
+  t.is(verify, 1);
+});
+
+test.serial('hf: the file list is resolved at one commit and fetched with the token', async (t) => {
+  const dir = await dest();
+  const code = await withEnv({ HF_ENDPOINT: `${base}/hf`, HF_TOKEN: 'hf_test' }, () => runFetch(['--uri', 'hf://org/tiny', '--dest', dir]));
+  t.is(code, 0);
+  t.is(await readFile(join(dir, 'weights/model.safetensors'), 'utf8'), 'hf:weights/model.safetensors');
+  t.true(seen.includes('/hf/org/tiny/resolve/abc123/config.json'));
+});
+
+test.serial('verify-only checks a mounted model in place', async (t) => {
+  const dir = await dest();
+  await mkdir(join(dir, 'sub'));
+  await writeFile(join(dir, 'sub/a.bin'), 'A');
+  const digest = `sha256:${sha(`${sha('A')}  sub/a.bin\n`)}`;
+  t.is(await runFetch(['--verify-only', '--dest', dir, '--digest', digest]), 0);
+  t.is(await runFetch(['--uri', 'ftp://x/y', '--dest', dir]), 1);
+});
