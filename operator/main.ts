@@ -11,7 +11,7 @@ import { EventRecorder } from './runtime/events.js';
 import { WriteExpectations } from './runtime/expectations.js';
 import { startHealthServer } from './runtime/health.js';
 import { Informer, type InformerHandlers } from './runtime/informer.js';
-import { KubeClient, type KubeObject, type ResourceType } from './runtime/kube.js';
+import { ApiError, KubeClient, type KubeObject, type ResourceType } from './runtime/kube.js';
 import { LeaderElector, defaultLeaderTimings } from './runtime/leader.js';
 import { createLogger } from './runtime/logger.js';
 import { OperatorMetrics } from './runtime/metrics.js';
@@ -87,7 +87,19 @@ async function runOperator(argv: string[]): Promise<void> {
     hpas: informer(Resources.HorizontalPodAutoscaler, toOwner, managedSelector),
     pods: informer(Resources.Pod, toOwner, managedSelector),
   };
-  const deps: ReconcilerDeps = { client, events, log, fetcherImage: values['fetcher-image'], caches, expectations };
+  let externalMetrics: boolean | undefined;
+  const checkExternalMetrics = async () => {
+    try {
+      await client.request('GET', '/apis/external.metrics.k8s.io/v1beta1');
+      externalMetrics = true;
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 404) externalMetrics = false;
+    }
+  };
+  const deps: ReconcilerDeps = {
+    client, events, log, fetcherImage: values['fetcher-image'], caches, expectations,
+    externalMetricsAvailable: () => externalMetrics,
+  };
 
   let synced = false;
   let lastTick = Date.now();
@@ -116,6 +128,7 @@ async function runOperator(argv: string[]): Promise<void> {
     controller.start();
     // A periodic full pass catches anything a lost event missed; a no-op pass makes no writes.
     resync = setInterval(() => {
+      void checkExternalMetrics();
       for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
     }, Number(values['resync-seconds']) * 1000);
   };
@@ -137,6 +150,7 @@ async function runOperator(argv: string[]): Promise<void> {
   process.once('SIGTERM', () => void shutdown(0));
   process.once('SIGINT', () => void shutdown(0));
 
+  await checkExternalMetrics();
   await startCaches();
   if (elector) {
     // Losing the lease ends the process: a restarted pod starts clean as a candidate.

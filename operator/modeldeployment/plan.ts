@@ -4,7 +4,7 @@ import type { Condition, HistoryEntry, ModelDeployment, ModelDeploymentStatus, R
 import { revisionHash, revisionSpec } from '../api/revision.js';
 import type { KubeObject } from '../runtime/kube.js';
 import { desiredDeployment } from './desired/deployment.js';
-import { desiredHpa } from './desired/hpa.js';
+import { desiredHpa, usesExternalMetrics } from './desired/hpa.js';
 import { desiredService, serviceUrl } from './desired/service.js';
 import { instanceLabel, revisionLabel } from './labels.js';
 import { resolveRuntime, type ResolvedRuntime } from './resolve.js';
@@ -34,6 +34,8 @@ export interface Plan {
 export interface PlanContext {
   fetcherImage: string;
   now: Date;
+  /** Whether the cluster serves external.metrics.k8s.io (prometheus-adapter, KEDA). */
+  externalMetricsAvailable?: boolean;
 }
 
 const revisionInfo = (md: ModelDeployment, hash: string, runtime: ResolvedRuntime, since: string): RevisionInfo => ({
@@ -59,6 +61,17 @@ function historyEntry(md: ModelDeployment, hash: string, runtime: ResolvedRuntim
     outcome: 'Promoted',
     spec: JSON.parse(JSON.stringify(revisionSpec(md.spec))) as Record<string, unknown>,
   };
+}
+
+/** AutoscalingReady exists only while autoscaling is set; it says when the HPA cannot get its metric. */
+function autoscalingCondition(md: ModelDeployment, conditions: Condition[], ctx: PlanContext, generation: number, now: string): Condition[] {
+  if (!md.spec.autoscaling) return conditions.filter((c) => c.type !== 'AutoscalingReady');
+  const needsExternal = usesExternalMetrics(md);
+  if (needsExternal && ctx.externalMetricsAvailable === false) {
+    return setCondition(conditions, condition('AutoscalingReady', 'False', 'ExternalMetricsUnavailable',
+      'Prometheus autoscaling metrics need the external.metrics.k8s.io API (prometheus-adapter or KEDA), which this cluster does not serve; the HPA keeps the current replicas', generation), now);
+  }
+  return setCondition(conditions, condition('AutoscalingReady', 'True', 'HPAConfigured', `HPA ${md.metadata!.name} scales between ${md.spec.autoscaling.minReplicas ?? 1} and ${md.spec.autoscaling.maxReplicas} replicas`, generation), now);
 }
 
 function condition(type: string, status: Condition['status'], reason: string, message: string, generation: number): Omit<Condition, 'lastTransitionTime'> {
@@ -155,6 +168,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   conditions = setCondition(conditions, deadline
     ? condition('Degraded', 'True', 'ProgressDeadlineExceeded', `revision ${target} did not become ready within its progress deadline${trouble ? `: ${trouble.message}` : ''}`, generation)
     : condition('Degraded', 'False', 'AsExpected', '', generation), now);
+  conditions = autoscalingCondition(md, conditions, ctx, generation, now);
   status.conditions = conditions;
   status.phase = deadline ? 'Degraded' : targetReady ? 'Healthy' : serving ? 'Progressing' : replicas === 0 ? 'Healthy' : 'Pending';
   if (!targetReady && !status.rollout?.startedAt) status.rollout = { ...(status.rollout ?? {}), startedAt: now };

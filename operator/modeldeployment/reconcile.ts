@@ -21,6 +21,8 @@ export interface ReconcilerDeps {
   events: EventRecorder;
   log: Logger;
   fetcherImage: string;
+  /** Refreshed by the manager; undefined until first known. */
+  externalMetricsAvailable?: () => boolean | undefined;
   caches: {
     modelDeployments: Informer<ModelDeployment & KubeObject>;
     deployments: Informer<KubeObject>;
@@ -85,7 +87,10 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
   const pods = caches.pods.list(namespace).filter((p) => p.metadata?.labels?.[instanceLabel] === name);
 
   // Decide.
-  let decision: Plan = plan(md, { deployments, pods }, { fetcherImage: deps.fetcherImage, now });
+  const externalMetricsAvailable = deps.externalMetricsAvailable?.();
+  let decision: Plan = plan(md, { deployments, pods }, {
+    fetcherImage: deps.fetcherImage, now, ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
+  });
   let writes = 0;
 
   // Apply: only objects that are missing, were edited, or whose desired form changed.

@@ -135,6 +135,14 @@ test('autoscaling creates an HPA that scales the ModelDeployment through /scale,
   t.is(scale.spec.replicas, 4);
   await waitFor('status replicas 4', async () => (await getMd(ns, 'scaled')).status?.replicas === 4);
   t.is(scale.status.selector, 'app.kubernetes.io/instance=scaled');
+
+  // This cluster serves no external.metrics.k8s.io: Prometheus autoscaling says so instead of failing quietly.
+  await client.create(Resources.ModelDeployment, modelDeployment('by-rps', ns,
+    withSpec({ autoscaling: { maxReplicas: 3, metrics: [{ type: 'Prometheus', query: 'sum(rate(requests_total[1m]))', targetAverageValue: '50' }] } })));
+  const byRps = await waitReady(ns, 'by-rps');
+  t.like(condition(byRps, 'AutoscalingReady'), { status: 'False', reason: 'ExternalMetricsUnavailable' });
+  const hpa2 = await client.get<Obj>(Resources.HorizontalPodAutoscaler, ns, 'by-rps');
+  t.is(hpa2.spec.metrics[0].type, 'External');
 });
 
 test('a GPU model lands only on GPU nodes; one asking for more GPUs than a node has reports Unschedulable', async (t) => {

@@ -126,3 +126,16 @@ test('history is bounded by revisionHistoryLimit', (t) => {
   }
   t.deepEqual(status?.history?.map((h) => h.modelVersion), ['4', '3']);
 });
+
+test('AutoscalingReady says when Prometheus autoscaling has no external metrics API to read from', (t) => {
+  const m = md();
+  m.spec.autoscaling = { maxReplicas: 4, metrics: [{ type: 'Prometheus', query: 'sum(rate(x[1m]))', targetAverageValue: '10' }] };
+  const h = revisionHash(m.spec);
+  const missing = plan(m, obs([h, deploymentObs(h, 1, 1)]), { ...ctx, externalMetricsAvailable: false });
+  t.like(cond(missing.status, 'AutoscalingReady'), { status: 'False', reason: 'ExternalMetricsUnavailable' });
+  t.deepEqual(missing.apply.map((o) => o.kind), ['Deployment', 'Service', 'HorizontalPodAutoscaler']);
+  const present = plan(m, obs([h, deploymentObs(h, 1, 1)]), { ...ctx, externalMetricsAvailable: true });
+  t.like(cond(present.status, 'AutoscalingReady'), { status: 'True', reason: 'HPAConfigured' });
+  const none = plan({ ...md(), status: present.status }, obs([h, deploymentObs(h, 1, 1)]), ctx);
+  t.is(cond(none.status, 'AutoscalingReady'), undefined, 'gone once autoscaling is removed');
+});
