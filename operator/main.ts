@@ -97,13 +97,16 @@ async function runOperator(argv: string[]): Promise<void> {
     }
   };
   const deps: ReconcilerDeps = {
-    client, events, log, fetcherImage: values['fetcher-image'], caches, expectations,
+    client, events, log, metrics, fetcherImage: values['fetcher-image'], caches, expectations,
     externalMetricsAvailable: () => externalMetrics,
   };
 
   let synced = false;
   let lastTick = Date.now();
-  const tick = setInterval(() => { lastTick = Date.now(); }, 1000);
+  const tick = setInterval(() => {
+    lastTick = Date.now();
+    for (const c of Object.values(caches) as Informer<KubeObject>[]) metrics.cacheObjects.set({ resource: c.type.plural }, c.size);
+  }, 1000);
   const server = await startHealthServer(Number(values['metrics-port']), values['metrics-host'], metrics.registry, {
     live: () => Date.now() - lastTick < 30_000,
     ready: () => synced,

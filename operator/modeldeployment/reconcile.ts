@@ -8,6 +8,7 @@ import type { Informer } from '../runtime/informer.js';
 import { isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
 import type { Logger } from '../runtime/logger.js';
 import type { WriteExpectations } from '../runtime/expectations.js';
+import type { OperatorMetrics } from '../runtime/metrics.js';
 import { Resources } from '../runtime/resources.js';
 import { instanceLabel, revisionLabel } from './labels.js';
 import { plan, type Plan } from './plan.js';
@@ -30,6 +31,7 @@ export interface ReconcilerDeps {
     hpas: Informer<KubeObject>;
     pods: Informer<KubeObject>;
   };
+  metrics?: OperatorMetrics;
   /** Our last status write per key, until the cache has caught up with it. */
   expectations: WriteExpectations;
   now?: () => Date;
@@ -138,11 +140,22 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => canonicalJson(before[k]) !== canonicalJson(after[k]));
     log.info('status written', { phase: decision.status.phase, changed });
   }
+  recordMetrics(deps.metrics, namespace, name, decision);
   for (const e of decision.events) {
     await deps.events.emit(md, e.type, e.reason, 'Reconcile', e.message);
     log.info('event', { reason: e.reason, type: e.type, message: e.message });
   }
   return { writes, ...(decision.requeueAfterMs ? { requeueAfterMs: decision.requeueAfterMs } : {}) };
+}
+
+const phases = ['Pending', 'Progressing', 'Paused', 'Healthy', 'Degraded'] as const;
+
+function recordMetrics(metrics: OperatorMetrics | undefined, namespace: string, name: string, decision: Plan): void {
+  if (!metrics) return;
+  const ready = decision.status.conditions?.find((c) => c.type === 'Ready');
+  metrics.ready.set({ namespace, name }, ready?.status === 'True' ? 1 : 0);
+  for (const phase of phases) metrics.phase.set({ namespace, name, phase }, decision.status.phase === phase ? 1 : 0);
+  if (decision.events.some((e) => e.reason === 'InvalidSpec')) metrics.invalidSpecs.inc({ namespace, name });
 }
 
 function invalidFromApiserver(md: ModelDeployment, decision: Plan, message: string, now: Date): Plan {

@@ -34,6 +34,7 @@ interface Lease extends KubeObject {
 export class LeaderElector {
   private observedRecord = '';
   private observedAt = 0;
+  private observedDurationMs = 0;
   private leading = false;
   private stopped = false;
   private lease: Lease | undefined;
@@ -54,7 +55,7 @@ export class LeaderElector {
    * called; then calls onStopped. Resolves when leading has ended.
    */
   async run(onStarted: () => void, onStopped: () => void): Promise<void> {
-    while (!this.stopped && !(await this.tryAcquireOrRenew())) await sleep(this.opts.retryPeriodMs);
+    while (!this.stopped && !(await this.tryAcquireOrRenew())) await sleep(this.nextCampaignDelay());
     if (this.stopped) return;
     this.leading = true;
     this.log.info('became leader', { lease: `${this.opts.namespace}/${this.opts.name}`, identity: this.opts.identity });
@@ -90,6 +91,12 @@ export class LeaderElector {
     }
   }
 
+  /** The retry period, or less when the holder's lease (as we observed it) runs out sooner. */
+  private nextCampaignDelay(): number {
+    const expiresIn = this.observedAt + this.observedDurationMs - this.now();
+    return Math.max(50, Math.min(this.opts.retryPeriodMs, expiresIn + 50));
+  }
+
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity, leaseDurationMs } = this.opts;
     const now = this.now();
@@ -117,6 +124,7 @@ export class LeaderElector {
       }
       const holder = current.spec?.holderIdentity;
       const duration = (current.spec?.leaseDurationSeconds ?? 0) * 1000;
+      this.observedDurationMs = duration;
       const heldByOther = !!holder && holder !== identity;
       if (heldByOther && this.observedAt + duration > now) return false;
       const transitions = (current.spec?.leaseTransitions ?? 0) + (holder === identity ? 0 : 1);

@@ -105,6 +105,7 @@ for (const [i, c] of cases.entries()) {
       return events.items.find((e) => e.type === 'Warning' && e.reason === 'InvalidSpec');
     }, 10_000);
     t.regex(event.message ?? '', c.invalidSpec!);
+    t.is(await operator.metric('modelship_invalid_spec_total', { namespace: ns, name: md.metadata!.name! }), 1);
   });
 }
 

@@ -1,6 +1,7 @@
 // The operator survives its own death, its replicas, and the apiserver's: nothing is duplicated, exactly
 // one replica acts, a standby takes over, and changes made during an outage are reconciled.
 import test from 'ava';
+import { execFile } from 'node:child_process';
 import type { ModelDeployment } from '../../operator/api/generated.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
@@ -18,8 +19,12 @@ test.before(async () => {
   await installCrd();
 });
 
+// Every test starts the operators it needs; none may linger into the next test and act there.
+test.afterEach.always(async () => {
+  await Promise.all(operators.splice(0).map((o) => o.stop('SIGKILL')));
+});
+
 test.after.always(async () => {
-  await Promise.all(operators.map((o) => o.stop('SIGKILL')));
   await Promise.all(namespaces.map(deleteNamespace));
 });
 
@@ -122,3 +127,49 @@ test.serial('a change made while the apiserver restarts is reconciled once it is
   t.true(op.running, 'the operator rode out the outage');
   t.true(await op.metric('modelship_watch_errors_total') > 0, 'it saw the watches break');
 });
+
+test.serial('SIGTERM: the leader finishes, releases its lease, and the standby takes over at once', async (t) => {
+  const ns = await namespace('sigterm');
+  const leaseNs = await namespace('lease-term');
+  const a = operator({ name: 'term-a', leaderElect: true, leaseNamespace: leaseNs });
+  const b = operator({ name: 'term-b', leaderElect: true, leaseNamespace: leaseNs });
+  await a.start();
+  await b.start();
+  await waitFor('one leader', async () => (await a.metric('modelship_leader')) + (await b.metric('modelship_leader')) === 1);
+  const [leader, standby] = (await a.metric('modelship_leader')) === 1 ? [a, b] : [b, a];
+  const stoppedAt = Date.now();
+  await leader.stop('SIGTERM');
+  t.is(leader.exitCode, 0, 'a clean exit');
+  await client.create(Resources.ModelDeployment, modelDeployment('after-term', ns));
+  await readyAt(ns, 'after-term');
+  const takeover = Date.now() - stoppedAt;
+  t.true(takeover < 10_000, `the released lease was taken in ${takeover} ms, not after its 15 s expiry`);
+  t.is(await standby.metric('modelship_leader'), 1);
+});
+
+test.serial('kubectl wait is not fooled by a Ready condition from an older generation', async (t) => {
+  const ns = await namespace('stale');
+  const op = operator({ name: 'stale' });
+  await op.start();
+  await client.create(Resources.ModelDeployment, modelDeployment('m', ns));
+  await readyAt(ns, 'm');
+  await op.stop();
+  // The spec moves on while nobody reconciles: Ready=True now describes generation 1, not 2.
+  await client.mergePatch(Resources.ModelDeployment, ns, 'm', { spec: { model: { version: '2' } } });
+  const kubectl = `${process.cwd()}/.bin/kubectl`;
+  const env = { ...process.env, KUBECONFIG: testCluster().state.kubeconfig };
+  const stale = await run(kubectl, ['wait', '--for=condition=Ready', 'md/m', '-n', ns, '--timeout=3s'], env);
+  t.not(stale.code, 0, `kubectl wait must not succeed on a stale condition: ${stale.output}`);
+  const op2 = operator({ name: 'stale-2' });
+  await op2.start();
+  const fresh = await run(kubectl, ['wait', '--for=condition=Ready', 'md/m', '-n', ns, '--timeout=60s'], env);
+  t.is(fresh.code, 0, fresh.output);
+});
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, output: `${stdout}${stderr}` });
+    });
+  });
+}

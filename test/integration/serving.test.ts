@@ -113,6 +113,12 @@ test('the quickstart serves: Deployment, Service, ready pods, Ready=True at the 
   const pods = await testCluster().core.listNamespacedPod({ namespace: ns, labelSelector: `modelship.io/revision=${hash}` });
   t.is(pods.items.length, 2);
   t.true(pods.items.every((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')));
+
+  t.is(await operator.metric('modelship_modeldeployment_ready', { namespace: ns, name: 'iris' }), 1);
+  t.is(await operator.metric('modelship_modeldeployment_phase', { namespace: ns, name: 'iris', phase: 'Healthy' }), 1);
+  t.is(await operator.metric('modelship_modeldeployment_phase', { namespace: ns, name: 'iris', phase: 'Pending' }), 0);
+  const events = await testCluster().core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=iris' });
+  t.true(events.items.some((e) => e.reason === 'Promoted' && e.type === 'Normal'));
 });
 
 test('autoscaling creates an HPA that scales the ModelDeployment through /scale, and its replicas are respected', async (t) => {

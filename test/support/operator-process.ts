@@ -31,6 +31,10 @@ export class OperatorProcess {
     return this.child?.pid;
   }
 
+  get exitCode(): number | null | undefined {
+    return this.child?.exitCode;
+  }
+
   get running(): boolean {
     return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
   }
