@@ -29,6 +29,16 @@ export function podLabels(md: ModelDeployment, hash: string): Record<string, str
   return { ...commonLabels(md), [revisionLabel]: hash, [modelVersionLabel]: md.spec.model.version };
 }
 
+/** Metadata of an object the ModelDeployment owns: same namespace, our labels, a controller reference. */
+export function ownedMetadata(md: ModelDeployment, name: string = md.metadata!.name!, extraLabels: Record<string, string> = {}) {
+  return {
+    name,
+    namespace: md.metadata!.namespace!,
+    labels: { ...commonLabels(md), ...extraLabels },
+    ownerReferences: [ownerReference(md)],
+  };
+}
+
 export function ownerReference(md: ModelDeployment) {
   return {
     apiVersion: 'modelship.io/v1alpha1',

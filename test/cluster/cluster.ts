@@ -66,6 +66,21 @@ export async function deleteNamespace(name: string): Promise<void> {
   await testCluster().core.deleteNamespace({ name }).catch(() => undefined);
 }
 
+/** The namespaces one test file creates, deleted together when it ends. */
+export class TestNamespaces {
+  private readonly names: string[] = [];
+
+  async create(prefix: string): Promise<string> {
+    const ns = await createNamespace(prefix);
+    this.names.push(ns);
+    return ns;
+  }
+
+  async deleteAll(): Promise<void> {
+    await Promise.all(this.names.splice(0).map(deleteNamespace));
+  }
+}
+
 /** Polls `check` until it returns a truthy value, which is returned; throws after `timeoutMs`. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -3,21 +3,17 @@
 // and a restarted apiserver is the same cluster to a watching client.
 import test from 'ava';
 import { AppsV1Api, PatchStrategy, Watch, setHeaderOptions, type CoreV1Event, type V1ConfigMap, type V1Deployment, type V1Pod } from '@kubernetes/client-node';
-import { createNamespace, deleteNamespace, testCluster, waitFor } from '../cluster/cluster.js';
+import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 
 const cluster = testCluster();
 const apps = cluster.kc.makeApiClient(AppsV1Api);
-const namespaces: string[] = [];
+const namespaces = new TestNamespaces();
 
 test.after.always(async () => {
-  await Promise.all(namespaces.map(deleteNamespace));
+  await namespaces.deleteAll();
 });
 
-async function namespace(prefix: string) {
-  const ns = await createNamespace(prefix);
-  namespaces.push(ns);
-  return ns;
-}
+const namespace = (prefix: string) => namespaces.create(prefix);
 
 function deployment(name: string, opts: { replicas?: number; podLabels?: Record<string, string>; gpus?: number } = {}): V1Deployment {
   const labels = { app: name, ...opts.podLabels };

@@ -5,14 +5,14 @@ import { execFile } from 'node:child_process';
 import type { ModelDeployment } from '../../operator/api/generated.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
-import { createNamespace, deleteNamespace, testCluster, waitFor } from '../cluster/cluster.js';
+import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 import { writesSince } from '../support/audit.js';
 import { modelDeployment, withReplicas } from '../support/builders.js';
 import { adminClient, installCrd } from '../support/crd.js';
 import { OperatorProcess } from '../support/operator-process.js';
 
 const client = adminClient();
-const namespaces: string[] = [];
+const namespaces = new TestNamespaces();
 const operators: OperatorProcess[] = [];
 
 test.before(async () => {
@@ -25,14 +25,10 @@ test.afterEach.always(async () => {
 });
 
 test.after.always(async () => {
-  await Promise.all(namespaces.map(deleteNamespace));
+  await namespaces.deleteAll();
 });
 
-async function namespace(prefix: string) {
-  const ns = await createNamespace(prefix);
-  namespaces.push(ns);
-  return ns;
-}
+const namespace = (prefix: string) => namespaces.create(prefix);
 
 function operator(opts: ConstructorParameters<typeof OperatorProcess>[0]) {
   const op = new OperatorProcess(opts);

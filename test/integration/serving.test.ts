@@ -8,7 +8,7 @@ import type { ModelDeployment } from '../../operator/api/generated.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { userAgentPrefix } from '../../operator/runtime/kube.js';
-import { createNamespace, deleteNamespace, testCluster, waitFor } from '../cluster/cluster.js';
+import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 import { writesSince } from '../support/audit.js';
 import { modelDeployment, withGpus, withReplicas, withSpec } from '../support/builders.js';
 import { adminClient, installCrd } from '../support/crd.js';
@@ -16,7 +16,7 @@ import { OperatorProcess } from '../support/operator-process.js';
 
 const client = adminClient();
 const operator = new OperatorProcess({ name: 'serving' });
-const namespaces: string[] = [];
+const namespaces = new TestNamespaces();
 const run = promisify(execFile);
 
 test.before(async () => {
@@ -26,14 +26,10 @@ test.before(async () => {
 
 test.after.always(async () => {
   await operator.stop();
-  await Promise.all(namespaces.map(deleteNamespace));
+  await namespaces.deleteAll();
 });
 
-async function namespace(prefix: string) {
-  const ns = await createNamespace(prefix);
-  namespaces.push(ns);
-  return ns;
-}
+const namespace = (prefix: string) => namespaces.create(prefix);
 
 type Md = ModelDeployment & KubeObject;
 type Obj = KubeObject & { spec?: any; status?: any };

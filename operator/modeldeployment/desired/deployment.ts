@@ -1,7 +1,7 @@
 // The Deployment that serves one revision of a model. Pure: same inputs, same object.
 import type { ModelDeployment, Toleration } from '../../api/generated.js';
 import type { KubeObject } from '../../runtime/kube.js';
-import { commonLabels, deploymentName, ownerReference, podLabels, revisionLabel, roleLabel, modelVersionLabel, type Role } from '../labels.js';
+import { commonLabels, deploymentName, ownedMetadata, podLabels, revisionLabel, roleLabel, modelVersionLabel, type Role } from '../labels.js';
 import { modelMountPath } from '../presets.js';
 import type { ResolvedRuntime } from '../resolve.js';
 
@@ -115,12 +115,7 @@ export function desiredDeployment(input: DeploymentInput): KubeObject {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: {
-      name: deploymentName(md, hash),
-      namespace: md.metadata!.namespace!,
-      labels: { ...commonLabels(md), [revisionLabel]: hash, [roleLabel]: role, [modelVersionLabel]: spec.model.version },
-      ownerReferences: [ownerReference(md)],
-    },
+    metadata: ownedMetadata(md, deploymentName(md, hash), { [revisionLabel]: hash, [roleLabel]: role, [modelVersionLabel]: spec.model.version }),
     spec: {
       replicas,
       selector: { matchLabels: { [revisionLabel]: hash, ...commonLabels(md) } },

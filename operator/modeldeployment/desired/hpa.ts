@@ -2,7 +2,7 @@
 // a Deployment: the operator splits the replicas between revisions, so a canary cannot fight the HPA.
 import type { AutoscalingMetric, ModelDeployment } from '../../api/generated.js';
 import type { KubeObject } from '../../runtime/kube.js';
-import { commonLabels, ownerReference } from '../labels.js';
+import { ownedMetadata } from '../labels.js';
 
 /** The External metric name a Prometheus autoscaling metric is published under by an adapter. */
 export const externalMetricName = 'modelship_autoscaling_query';
@@ -37,12 +37,7 @@ export function desiredHpa(md: ModelDeployment): KubeObject | undefined {
   return {
     apiVersion: 'autoscaling/v2',
     kind: 'HorizontalPodAutoscaler',
-    metadata: {
-      name: md.metadata!.name!,
-      namespace: md.metadata!.namespace!,
-      labels: commonLabels(md),
-      ownerReferences: [ownerReference(md)],
-    },
+    metadata: ownedMetadata(md),
     spec: {
       scaleTargetRef: { apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment', name: md.metadata!.name! },
       minReplicas: autoscaling.minReplicas ?? 1,

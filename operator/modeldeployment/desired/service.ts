@@ -2,7 +2,7 @@
 // traffic follows its share of ready pods).
 import type { ModelDeployment } from '../../api/generated.js';
 import type { KubeObject } from '../../runtime/kube.js';
-import { commonLabels, instanceLabel, managedBy, managedByLabel, ownerReference } from '../labels.js';
+import { instanceLabel, managedBy, managedByLabel, ownedMetadata } from '../labels.js';
 
 export function servicePort(md: ModelDeployment): number {
   return md.spec.traffic?.port ?? 80;
@@ -12,12 +12,7 @@ export function desiredService(md: ModelDeployment): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: {
-      name: md.metadata!.name!,
-      namespace: md.metadata!.namespace!,
-      labels: commonLabels(md),
-      ownerReferences: [ownerReference(md)],
-    },
+    metadata: ownedMetadata(md),
     spec: {
       type: 'ClusterIP',
       selector: { [instanceLabel]: md.metadata!.name!, [managedByLabel]: managedBy },
