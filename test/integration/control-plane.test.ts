@@ -2,6 +2,11 @@
 // controller manager runs Deployments and garbage collection, kwok's fault stages misbehave on request,
 // and a restarted apiserver is the same cluster to a watching client.
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { AppsV1Api, PatchStrategy, Watch, setHeaderOptions, type CoreV1Event, type V1ConfigMap, type V1Deployment, type V1Pod } from '@kubernetes/client-node';
 import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 
@@ -210,4 +215,22 @@ test.serial('a watching client resumes after the apiserver restarts', async (t) 
   stopped = true;
   abort?.abort();
   t.true(reconnects >= 1, 'the watch was cut by the restart and reconnected');
+});
+
+test.serial('a supervisor killed with SIGKILL leaves no control-plane process behind', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'orphans-'));
+  const supervisor = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../cluster/supervisor.ts', import.meta.url)), 'up', '--dir', dir], {
+    stdio: 'ignore', env: { ...process.env, MODELSHIP_CPU_NODES: '1', MODELSHIP_GPU_NODES: '0' },
+  });
+  const state = await waitFor('second control plane up', async () => {
+    if (!existsSync(join(dir, 'state.json'))) return undefined;
+    return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { pids: Record<string, number> };
+  }, 90_000);
+  const pids = Object.values(state.pids);
+  t.is(pids.length, 5, 'etcd, apiserver, controller manager, scheduler and kwok were running');
+  supervisor.kill('SIGKILL');
+  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  await waitFor('every component gone', async () => pids.every((p) => !alive(p)), 15_000);
+  rmSync(dir, { recursive: true, force: true });
+  t.pass();
 });
