@@ -18,6 +18,7 @@ import { OperatorMetrics } from './runtime/metrics.js';
 import { Resources } from './runtime/resources.js';
 import { instanceLabel, managedSelector } from './modeldeployment/labels.js';
 import { reconcile, type ReconcilerDeps } from './modeldeployment/reconcile.js';
+import { serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
 
 async function runOperator(argv: string[]): Promise<void> {
   const env = process.env;
@@ -32,6 +33,7 @@ async function runOperator(argv: string[]): Promise<void> {
       'leader-election-namespace': { type: 'string', default: env.MODELSHIP_LEADER_ELECTION_NAMESPACE ?? env.POD_NAMESPACE ?? 'default' },
       'fetcher-image': { type: 'string', default: env.MODELSHIP_FETCHER_IMAGE ?? 'ghcr.io/modelship/modelship:0.1.0' },
       'resync-seconds': { type: 'string', default: env.MODELSHIP_RESYNC_SECONDS ?? '600' },
+      'service-url-template': { type: 'string', default: env.MODELSHIP_SERVICE_URL_TEMPLATE ?? '' },
     },
   });
   const log = createLogger();
@@ -99,6 +101,7 @@ async function runOperator(argv: string[]): Promise<void> {
   const deps: ReconcilerDeps = {
     client, events, log, metrics, fetcherImage: values['fetcher-image'], caches, expectations,
     externalMetricsAvailable: () => externalMetrics,
+    ...(values['service-url-template'] ? { serviceUrl: serviceUrlFromTemplate(values['service-url-template']) } : {}),
   };
 
   let synced = false;

@@ -318,6 +318,12 @@ export interface ModelDeploymentStatus {
   rollout?: RolloutStatus;
   analysis?: AnalysisStatus;
   monitoring?: MonitoringStatus;
+  /**
+   * Revisions that no longer serve, kept warm until scaleDownAt, then removed.
+   *
+   * @maxItems 16
+   */
+  retiring?: RetiringRevision[];
   rejectedRevision?: RejectedRevision;
   /**
    * @maxItems 100
@@ -379,6 +385,11 @@ export interface MonitoringStatus {
    * @maxItems 32
    */
   results?: CheckResult[];
+}
+export interface RetiringRevision {
+  hash: string;
+  scaleDownAt: string;
+  reason?: string;
 }
 export interface RejectedRevision {
   hash: string;

@@ -1,14 +1,22 @@
 // The decision for one reconcile: a pure function of (spec, status, observations, now) → the objects to
 // apply, the objects to delete, the next status, the events to emit and when to look again.
-import type { Condition, HistoryEntry, ModelDeployment, ModelDeploymentStatus, RevisionInfo } from '../api/generated.js';
+//
+// Revisions: the stable one serves; a new spec hash becomes the canary, which walks the rollout steps
+// (none: it comes up at full size and takes over when ready), is analysed on the way, and is promoted
+// or rolled back. Every bit of progress is in status, so a restarted operator resumes exactly.
+import type { Check, CheckResult, Condition, HistoryEntry, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, RevisionInfo } from '../api/generated.js';
 import { revisionHash, revisionSpec } from '../api/revision.js';
 import type { KubeObject } from '../runtime/kube.js';
-import { desiredDeployment } from './desired/deployment.js';
+import { checkFailed, durationMs } from './analysis/evaluate.js';
+import { desiredDeployment, progressDeadlineSeconds } from './desired/deployment.js';
 import { desiredHpa, usesExternalMetrics } from './desired/hpa.js';
-import { desiredService, serviceUrl } from './desired/service.js';
+import { desiredRevisionService, desiredService, serviceUrl } from './desired/service.js';
 import { instanceLabel, revisionLabel } from './labels.js';
 import { resolveRuntime, type ResolvedRuntime } from './resolve.js';
-import { observeDeployment, podTrouble, setCondition } from './status.js';
+import { replicaRatioWeight, splitReplicas } from './rollout/capacity.js';
+import type { Operation } from './rollout/operations.js';
+import { describeStep, mirrorAt, weightAt } from './rollout/steps.js';
+import { observeDeployment, podTrouble, setCondition, type DeploymentObservation, type PodTrouble } from './status.js';
 
 export interface Observations {
   /** Deployments owned by this ModelDeployment, by revision hash. */
@@ -26,8 +34,12 @@ export interface PlannedEvent {
 export interface Plan {
   apply: KubeObject[];
   delete: KubeObject[];
+  /** Services to remove if they exist (the canary Service once no canary runs). */
+  deleteServices: string[];
   status: ModelDeploymentStatus;
   events: PlannedEvent[];
+  /** Operation annotations acted on (or refused), to remove from the object. */
+  removeAnnotations: string[];
   requeueAfterMs?: number;
 }
 
@@ -36,147 +48,442 @@ export interface PlanContext {
   now: Date;
   /** Whether the cluster serves external.metrics.k8s.io (prometheus-adapter, KEDA). */
   externalMetricsAvailable?: boolean;
+  /** Analysis results for the current canary, including measurements taken just now. */
+  analysis?: CheckResult[];
+  operations?: Operation[];
 }
 
-const revisionInfo = (md: ModelDeployment, hash: string, runtime: ResolvedRuntime, since: string): RevisionInfo => ({
+export const defaultAnalysisIntervalMs = 30_000;
+const defaultScaleDownDelaySeconds = 30;
+
+const revisionInfo = (spec: ModelDeploymentSpec, hash: string, runtime: ResolvedRuntime, since: string): RevisionInfo => ({
   hash,
-  modelVersion: md.spec.model.version,
-  modelURI: md.spec.model.uri,
-  ...(md.spec.model.digest ? { modelDigest: md.spec.model.digest } : {}),
+  modelVersion: spec.model.version,
+  modelURI: spec.model.uri,
+  ...(spec.model.digest ? { modelDigest: spec.model.digest } : {}),
   image: runtime.image,
   preset: runtime.preset,
   since,
 });
 
-function historyEntry(md: ModelDeployment, hash: string, runtime: ResolvedRuntime, startedAt: string, finishedAt: string): HistoryEntry {
+function historyEntry(spec: ModelDeploymentSpec, hash: string, image: string | undefined, startedAt: string, finishedAt: string,
+  outcome: HistoryEntry['outcome'], reason = ''): HistoryEntry {
   return {
     revision: hash,
-    modelVersion: md.spec.model.version,
-    modelURI: md.spec.model.uri,
-    ...(md.spec.model.digest ? { modelDigest: md.spec.model.digest } : {}),
-    ...(md.spec.model.dataset ? { dataset: md.spec.model.dataset } : {}),
-    image: runtime.image,
+    modelVersion: spec.model.version,
+    modelURI: spec.model.uri,
+    ...(spec.model.digest ? { modelDigest: spec.model.digest } : {}),
+    ...(spec.model.dataset ? { dataset: spec.model.dataset } : {}),
+    ...(image ? { image } : {}),
     startedAt,
-    finishedAt,
-    outcome: 'Promoted',
-    spec: JSON.parse(JSON.stringify(revisionSpec(md.spec))) as Record<string, unknown>,
+    ...(finishedAt ? { finishedAt } : {}),
+    outcome,
+    ...(reason ? { reason } : {}),
+    spec: JSON.parse(JSON.stringify(revisionSpec(spec))) as Record<string, unknown>,
   };
-}
-
-/** AutoscalingReady exists only while autoscaling is set; it says when the HPA cannot get its metric. */
-function autoscalingCondition(md: ModelDeployment, conditions: Condition[], ctx: PlanContext, generation: number, now: string): Condition[] {
-  if (!md.spec.autoscaling) return conditions.filter((c) => c.type !== 'AutoscalingReady');
-  const needsExternal = usesExternalMetrics(md);
-  if (needsExternal && ctx.externalMetricsAvailable === false) {
-    return setCondition(conditions, condition('AutoscalingReady', 'False', 'ExternalMetricsUnavailable',
-      'Prometheus autoscaling metrics need the external.metrics.k8s.io API (prometheus-adapter or KEDA), which this cluster does not serve; the HPA keeps the current replicas', generation), now);
-  }
-  return setCondition(conditions, condition('AutoscalingReady', 'True', 'HPAConfigured', `HPA ${md.metadata!.name} scales between ${md.spec.autoscaling.minReplicas ?? 1} and ${md.spec.autoscaling.maxReplicas} replicas`, generation), now);
 }
 
 function condition(type: string, status: Condition['status'], reason: string, message: string, generation: number): Omit<Condition, 'lastTransitionTime'> {
   return { type, status, reason, message, observedGeneration: generation };
 }
 
+/** AutoscalingReady exists only while autoscaling is set; it says when the HPA cannot get its metric. */
+function autoscalingCondition(md: ModelDeployment, conditions: Condition[], ctx: PlanContext, generation: number, now: string): Condition[] {
+  if (!md.spec.autoscaling) return conditions.filter((c) => c.type !== 'AutoscalingReady');
+  if (usesExternalMetrics(md) && ctx.externalMetricsAvailable === false) {
+    return setCondition(conditions, condition('AutoscalingReady', 'False', 'ExternalMetricsUnavailable',
+      'Prometheus autoscaling metrics need the external.metrics.k8s.io API (prometheus-adapter or KEDA), which this cluster does not serve; the HPA keeps the current replicas', generation), now);
+  }
+  return setCondition(conditions, condition('AutoscalingReady', 'True', 'HPAConfigured', `HPA ${md.metadata!.name} scales between ${md.spec.autoscaling.minReplicas ?? 1} and ${md.spec.autoscaling.maxReplicas} replicas`, generation), now);
+}
+
+const without = (conditions: Condition[], type: string) => conditions.filter((c) => c.type !== type);
+
+/** The checks analysed during a rollout; podHealth is built in and judged from observations. */
+export function analysisChecks(spec: ModelDeploymentSpec): Check[] {
+  return (spec.rollout?.analysis?.checks ?? []).filter((c) => !c.podHealth);
+}
+
+function maxRestarts(spec: ModelDeploymentSpec): number {
+  return spec.rollout?.analysis?.checks?.find((c) => c.podHealth)?.podHealth?.maxRestarts ?? 1;
+}
+
+/** The spec a revision was built from: the current spec for the newest, history for older ones. */
+function specOfRevision(md: ModelDeployment, hash: string): ModelDeploymentSpec | undefined {
+  if (revisionHash(md.spec) === hash) return md.spec;
+  const entry = md.status?.history?.find((h) => h.revision === hash && h.spec);
+  return entry ? { ...md.spec, ...(entry.spec as Partial<ModelDeploymentSpec>) } : undefined;
+}
+
+interface RevisionState {
+  hash: string;
+  spec: ModelDeploymentSpec;
+  runtime: ResolvedRuntime;
+  observed: DeploymentObservation | undefined;
+  ready: number;
+  trouble: PodTrouble | undefined;
+}
+
+function revisionState(md: ModelDeployment, hash: string, obs: Observations): RevisionState | undefined {
+  const spec = specOfRevision(md, hash);
+  if (!spec) return undefined;
+  const resolution = resolveRuntime(spec, md.metadata!.name!);
+  if (!resolution.ok) return undefined;
+  const observed = observeDeployment(obs.deployments.get(hash));
+  return {
+    hash, spec, runtime: resolution.runtime, observed,
+    ready: observed?.readyReplicas ?? 0,
+    trouble: podTrouble(obs.pods.filter((p) => p.metadata?.labels?.[revisionLabel] === hash)),
+  };
+}
+
+const fullyReady = (r: RevisionState | undefined, replicas: number) =>
+  !!r?.observed && r.observed.observedGenerationCurrent && r.observed.replicas === replicas && r.ready >= replicas && r.observed.updatedReplicas >= replicas;
+
 export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): Plan {
+  const nowMs = ctx.now.getTime();
   const now = ctx.now.toISOString();
   const generation = md.metadata?.generation ?? 0;
-  const prior = md.status ?? {};
-  const events: PlannedEvent[] = [];
-  let conditions = prior.conditions ?? [];
+  const prior: ModelDeploymentStatus = md.status ?? {};
   const name = md.metadata!.name!;
+  const events: PlannedEvent[] = [];
+  const removeAnnotations: string[] = [];
+  let conditions = prior.conditions ?? [];
 
   const resolution = resolveRuntime(md.spec, name);
   if (!resolution.ok) {
     // Nothing is applied: whatever serves keeps serving, exactly as it was.
     const message = resolution.problems.join('; ');
     const priorReady = conditions.find((c) => c.type === 'Ready');
-    if (priorReady?.reason !== 'InvalidSpec' || priorReady.message !== message) {
-      events.push({ type: 'Warning', reason: 'InvalidSpec', message });
-    }
+    if (priorReady?.reason !== 'InvalidSpec' || priorReady.message !== message) events.push({ type: 'Warning', reason: 'InvalidSpec', message });
     conditions = setCondition(conditions, condition('Ready', 'False', 'InvalidSpec', message, generation), now);
     conditions = setCondition(conditions, condition('Progressing', 'False', 'InvalidSpec', 'the spec cannot be served; fix it to continue', generation), now);
-    conditions = setCondition(conditions, condition('Degraded', 'False', 'AsExpected', '', generation), now);
+    if (!conditions.some((c) => c.type === 'Degraded')) conditions = setCondition(conditions, condition('Degraded', 'False', 'AsExpected', '', generation), now);
     return {
-      apply: [], delete: [], events,
+      apply: [], delete: [], deleteServices: [], events, removeAnnotations: [],
       status: { ...prior, observedGeneration: generation, phase: prior.stableRevision ? prior.phase ?? 'Healthy' : 'Pending', conditions },
     };
   }
-  const runtime = resolution.runtime;
+
   const hash = revisionHash(md.spec);
-  const replicas = md.spec.replicas ?? 1;
+  const total = md.spec.replicas ?? 1;
+  const policy = md.spec.rollout?.capacity ?? 'Surge';
+  const scaleDownDelayMs = (md.spec.rollout?.scaleDownDelaySeconds ?? defaultScaleDownDelaySeconds) * 1000;
+  const historyLimit = md.spec.revisionHistoryLimit ?? 10;
+  let status: ModelDeploymentStatus = {
+    ...prior, observedGeneration: generation, selector: `${instanceLabel}=${name}`, url: serviceUrl(md), replicas: total,
+  };
+  let history = [...(prior.history ?? [])];
+  let retiring = [...(prior.retiring ?? [])];
+  // A rollout's history entry is written when it starts (Progressing) and completed when it ends.
+  const finish = (spec: ModelDeploymentSpec, h: string, image: string | undefined, outcome: HistoryEntry['outcome'], reason = '') => {
+    const open = history.findIndex((e) => e.revision === h && e.outcome === 'Progressing');
+    const started = open >= 0 ? history[open]!.startedAt ?? now : status.rollout?.startedAt ?? now;
+    const entry = historyEntry(spec, h, image, started, now, outcome, reason);
+    history = open >= 0 ? history.map((e, k) => (k === open ? entry : e)) : [entry, ...history];
+  };
+  const retire = (h: string, reason: string, delayMs = scaleDownDelayMs) => {
+    retiring = [...retiring.filter((r) => r.hash !== h), { hash: h, scaleDownAt: new Date(nowMs + delayMs).toISOString(), reason }];
+  };
+  const operations = ctx.operations ?? [];
+  let rollout = { ...(status.rollout ?? {}) };
+  const actOn = (op: Operation, result: string) => {
+    removeAnnotations.push(op.annotation);
+    rollout.lastOperation = { kind: op.kind, revision: op.revision, at: now, result };
+    events.push({ type: result.startsWith('ignored') ? 'Warning' : 'Normal', reason: result.startsWith('ignored') ? 'OperationIgnored' : 'Operation', message: `${op.kind} ${op.revision}: ${result}` });
+  };
+
+  // ---- Which revisions exist: stable (serving), canary (rolling out), or a first deployment.
   const stableHash = prior.stableRevision?.hash;
-  const stableDeploymentExists = stableHash !== undefined && obs.deployments.has(stableHash);
-  // Without steps a new revision replaces the stable one: it comes up at full size beside it and takes
-  // over once ready, so serving capacity never drops.
-  const target = hash;
-  const observed = observeDeployment(obs.deployments.get(target));
-  const targetPods = obs.pods.filter((p) => p.metadata?.labels?.[revisionLabel] === target);
-  const trouble = podTrouble(targetPods);
-  const targetReady = !!observed && observed.observedGenerationCurrent && observed.replicas === replicas
-    && observed.readyReplicas >= replicas && observed.updatedReplicas >= replicas;
-  const promoted = targetReady && stableHash !== target;
-  const role = promoted || stableHash === undefined || stableHash === target || !stableDeploymentExists ? 'stable' : 'canary';
-  const apply: KubeObject[] = [
-    desiredDeployment({ md, hash: target, runtime, role, replicas, fetcherImage: ctx.fetcherImage }),
-    desiredService(md),
-  ];
+  const stable = stableHash ? revisionState(md, stableHash, obs) : undefined;
+  let requeue: number | undefined;
+  const soon = (ms: number) => { requeue = Math.max(50, Math.min(requeue ?? Number.POSITIVE_INFINITY, ms)); };
+
+  let canaryHash: string | undefined = stableHash === hash || !stable ? undefined : hash;
+  // Retry lifts a rejection; any other operation on a rejected or unknown revision is refused.
+  for (const op of operations) {
+    if (op.kind === 'retry') {
+      if (prior.rejectedRevision?.hash === op.revision && op.revision === hash) {
+        actOn(op, 'the rejected revision will be rolled out again');
+        delete status.rejectedRevision;
+      } else {
+        actOn(op, `ignored: ${op.revision} is not the rejected revision of the current spec`);
+      }
+    }
+  }
+  const rejected = canaryHash !== undefined && status.rejectedRevision?.hash === canaryHash;
+  if (rejected) canaryHash = undefined;
+
+  // A canary that is no longer what the spec asks for is superseded (spec changed mid-rollout).
+  const priorCanary = prior.canaryRevision?.hash;
+  if (priorCanary && priorCanary !== canaryHash) {
+    const oldSpec = specOfRevision(md, priorCanary);
+    if (oldSpec && !rejected) {
+      finish(oldSpec, priorCanary, prior.canaryRevision?.image, 'Superseded', `replaced by revision ${hash} before promotion`);
+      events.push({ type: 'Normal', reason: 'Superseded', message: `canary ${priorCanary} replaced by ${hash} before promotion` });
+    }
+    retire(priorCanary, 'superseded', 0);
+    delete status.canaryRevision;
+    rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
+    status.analysis = { results: [] };
+  }
+
+  const apply: KubeObject[] = [];
+  const deleteServices: string[] = [];
+  let canaryTraffic = false;
+  let stableReplicas = total;
+  let canaryState: RevisionState | undefined;
+  let degraded: Omit<Condition, 'lastTransitionTime'> | undefined;
+  let progressing: Omit<Condition, 'lastTransitionTime'>;
+  let phase: ModelDeploymentStatus['phase'] = 'Healthy';
+
+  if (!stable) {
+    // ---- First revision (or the stable one is unknown): bring it up and promote it when ready.
+    const target = revisionState(md, hash, obs)!;
+    apply.push(desiredDeployment({ md, hash, runtime: target.runtime, role: 'stable', replicas: total, fetcherImage: ctx.fetcherImage }));
+    if (fullyReady(target, total)) {
+      status.stableRevision = revisionInfo(md.spec, hash, target.runtime, now);
+      finish(md.spec, hash, target.runtime.image, 'Promoted');
+      events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${hash} (model ${md.spec.model.version}) is serving` });
+      rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
+      progressing = condition('Progressing', 'False', 'Complete', `revision ${hash} is fully rolled out`, generation);
+    } else {
+      rollout.startedAt ??= now;
+      const why = target.trouble?.message ?? (target.observed ? `${target.ready}/${total} replicas of revision ${hash} ready` : `creating revision ${hash}`);
+      progressing = condition('Progressing', 'True', 'Deploying', why, generation);
+      phase = total === 0 ? 'Healthy' : 'Pending';
+      if (target.observed?.progressDeadlineExceeded) {
+        degraded = condition('Degraded', 'True', 'ProgressDeadlineExceeded', `revision ${hash} did not become ready within its progress deadline${target.trouble ? `: ${target.trouble.message}` : ''}`, generation);
+        phase = 'Degraded';
+      }
+      soon(15_000);
+    }
+    const ready = fullyReady(target, total);
+    const reason = ready ? 'StableServing' : target.trouble?.reason ?? (total === 0 ? 'ScaledToZero' : 'WaitingForReplicas');
+    conditions = setCondition(conditions, condition('Ready', ready ? 'True' : 'False', reason,
+      ready ? `revision ${hash} (model ${md.spec.model.version}) serves ${target.ready}/${total} ready replicas` : progressing.message ?? '', generation), now);
+    if (target.trouble && reason !== prior.conditions?.find((c) => c.type === 'Ready')?.reason) events.push({ type: 'Warning', reason: target.trouble.reason, message: target.trouble.message });
+  } else if (!canaryHash) {
+    // ---- Steady: the stable revision serves alone (possibly after a rollback).
+    for (const op of operations.filter((o) => o.kind !== 'retry')) actOn(op, `ignored: no rollout in progress (stable is ${stableHash})`);
+    rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
+    progressing = condition('Progressing', 'False', rejected ? 'RolledBack' : 'Complete',
+      rejected ? `revision ${hash} was rejected: ${status.rejectedRevision?.reason ?? ''}; change the spec or retry` : `revision ${stableHash} is fully rolled out`, generation);
+    if (rejected) {
+      const priorDegraded = prior.conditions?.find((c) => c.type === 'Degraded');
+      degraded = priorDegraded?.status === 'True' ? { ...priorDegraded, observedGeneration: generation } : condition('Degraded', 'True', 'RolledBack', `revision ${hash} was rolled back: ${status.rejectedRevision?.reason ?? ''}`, generation);
+      phase = 'Degraded';
+    }
+  } else {
+    // ---- A canary rolls out.
+    const canary = revisionState(md, canaryHash, obs)!;
+    canaryState = canary;
+    const steps = md.spec.rollout?.steps ?? [];
+    const isNew = !status.canaryRevision;
+    if (isNew) {
+      status.canaryRevision = revisionInfo(md.spec, canaryHash, canary.runtime, now);
+      rollout = { ...(rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {}), step: 0, startedAt: now, stepStartedAt: now };
+      status.analysis = { results: [] };
+      history = [historyEntry(md.spec, canaryHash, canary.runtime.image, now, '', 'Progressing'), ...history.filter((e) => !(e.revision === canaryHash && e.outcome === 'Progressing'))];
+      events.push({ type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${canaryHash} (model ${md.spec.model.version}) beside ${stableHash}` });
+    }
+    // A revision promoted recently is trusted: a rollback to it skips the steps, not the readiness.
+    const recentlyPromoted = history.slice(0, historyLimit).some((h) => h.revision === canaryHash && h.outcome === 'Promoted');
+    const activeSteps = recentlyPromoted ? [] : steps;
+    const n = activeSteps.length;
+    let i = Math.min(rollout.step ?? 0, n);
+    const stepStartedAt = rollout.stepStartedAt ? Date.parse(rollout.stepStartedAt) : nowMs;
+    const results = ctx.analysis ?? status.analysis?.results ?? [];
+    const checks = analysisChecks(md.spec);
+    const intervalMs = durationMs(md.spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs);
+    const inconclusivePolicy = md.spec.rollout?.analysis?.inconclusive ?? 'Hold';
+
+    // Why the canary must go, if it must.
+    let failure: { reason: 'RolledBack' | 'Aborted'; message: string } | undefined;
+    const abort = operations.find((o) => o.kind === 'abort');
+    if (abort) {
+      if (abort.revision === canaryHash) {
+        failure = { reason: 'Aborted', message: 'aborted by request' };
+        actOn(abort, 'traffic returned to stable');
+      } else actOn(abort, `ignored: the canary is ${canaryHash}`);
+    }
+    const { canary: wantCanary } = splitReplicas(total, weightAt(activeSteps, i), policy);
+    const canaryUp = canary.ready >= wantCanary && !!canary.observed?.observedGenerationCurrent;
+    const capacityBlocked = canary.trouble?.reason === 'Unschedulable';
+    if (!failure && canary.trouble && (canary.trouble.reason === 'CrashLoopBackOff' || canary.trouble.reason === 'OOMKilled') && canary.trouble.restarts > maxRestarts(md.spec)) {
+      failure = { reason: 'RolledBack', message: `pod health: ${canary.trouble.reason}: ${canary.trouble.message}` };
+    }
+    const deadlineMs = progressDeadlineSeconds(md, canary.runtime) * 1000;
+    if (!failure && !canaryUp && !capacityBlocked && nowMs - stepStartedAt > deadlineMs) {
+      failure = { reason: 'RolledBack', message: `progress deadline: ${canary.ready}/${wantCanary} canary replicas ready after ${Math.round(deadlineMs / 1000)} s${canary.trouble ? ` (${canary.trouble.message})` : ''}` };
+    }
+    if (!failure && capacityBlocked && md.spec.rollout?.onUnschedulable === 'Rollback') {
+      failure = { reason: 'RolledBack', message: `capacity: ${canary.trouble!.message}` };
+    }
+    for (const c of checks) {
+      const r = results.find((x) => x.check === c.name);
+      if (!failure && checkFailed(c, r)) failure = { reason: 'RolledBack', message: `${c.name}: ${r?.message ?? 'failed'}` };
+    }
+    const inconclusive = checks.map((c) => results.find((r) => r.check === c.name)).filter((r): r is CheckResult => !!r && (r.phase === 'Inconclusive' || r.phase === 'Error') && Date.parse(r.at ?? '0') >= stepStartedAt);
+    if (!failure && inconclusive.length && inconclusivePolicy === 'Rollback') {
+      failure = { reason: 'RolledBack', message: `inconclusive analysis: ${inconclusive.map((r) => `${r.check}: ${r.message}`).join('; ')}` };
+    }
+
+    if (failure) {
+      // ---- Roll back: traffic to stable first, the canary kept warm for scaleDownDelaySeconds, then removed.
+      const why = failure.message;
+      status.rejectedRevision = { hash: canaryHash, modelVersion: md.spec.model.version, reason: why.slice(0, 2000), at: now };
+      finish(md.spec, canaryHash, canary.runtime.image, failure.reason === 'Aborted' ? 'Aborted' : 'RolledBack', why);
+      retire(canaryHash, failure.reason === 'Aborted' ? 'aborted' : 'rolled back');
+      events.push({ type: 'Warning', reason: failure.reason, message: `revision ${canaryHash} (model ${md.spec.model.version}): ${why}` });
+      degraded = condition('Degraded', 'True', failure.reason, `revision ${canaryHash} (model ${md.spec.model.version}) ${failure.reason === 'Aborted' ? 'aborted' : 'rolled back'}: ${why}`, generation);
+      progressing = condition('Progressing', 'False', failure.reason, `stable revision ${stableHash} serves; change the spec or retry`, generation);
+      delete status.canaryRevision;
+      rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
+      canaryState = undefined;
+      phase = 'Degraded';
+      for (const op of operations.filter((o) => o.kind.startsWith('promote'))) actOn(op, 'ignored: the canary was rolled back');
+    } else {
+      // ---- Advance through the steps.
+      const roundDone = checks.every((c) => {
+        const r = results.find((x) => x.check === c.name);
+        return r?.phase === 'Passed' && Date.parse(r.at ?? '0') >= stepStartedAt;
+      });
+      let held: '' | 'Paused' | 'Inconclusive' | 'CapacityBlocked' | 'ManualGate' | 'Timed' = '';
+      if (md.spec.paused) held = 'Paused';
+      else if (capacityBlocked) held = 'CapacityBlocked';
+      else if (inconclusive.length) held = 'Inconclusive';
+      const step = activeSteps[i];
+      let done = false;
+      if (!held && step) {
+        if (step.setWeight !== undefined || step.setMirror !== undefined) done = canaryUp && roundDone;
+        else if (step.pause?.duration) {
+          const endsAt = stepStartedAt + durationMs(step.pause.duration, 0);
+          done = nowMs >= endsAt;
+          if (!done) { held = 'Timed'; soon(endsAt - nowMs); }
+        } else held = 'ManualGate';
+      }
+      for (const op of operations.filter((o) => o.kind.startsWith('promote'))) {
+        if (op.revision !== canaryHash) actOn(op, `ignored: the canary is ${canaryHash}`);
+        else if (op.kind === 'promote-full') { i = n; done = false; held = ''; actOn(op, 'skipping to full promotion'); rollout.stepStartedAt = now; }
+        else if (step) { done = true; held = ''; actOn(op, `released step ${i + 1}/${n} (${describeStep(activeSteps, i)})`); }
+        else actOn(op, 'ignored: already promoting');
+      }
+      if (done) {
+        i += 1;
+        rollout.stepStartedAt = now;
+        events.push({ type: 'Normal', reason: 'StepAdvanced', message: i < n ? `step ${i + 1}/${n}: ${describeStep(activeSteps, i)}` : `all ${n} steps done: promoting ${canaryHash}` });
+        soon(50);
+      }
+      rollout.step = i;
+      rollout.steps = n;
+      rollout.position = n ? `${Math.min(i + 1, n)}/${n}` : '';
+      rollout.pauseReason = held === 'Timed' ? '' : held;
+      if (!rollout.position) delete rollout.position;
+      const weight = weightAt(activeSteps, i);
+      const split = splitReplicas(total, weight, policy);
+      stableReplicas = split.stable;
+      canaryTraffic = weight > 0 && canary.ready > 0;
+      if (i >= n && fullyReady(canary, total) && !held) {
+        // ---- Promote: the canary becomes stable; the old stable stays warm, then is removed.
+        status.stableRevision = revisionInfo(md.spec, canaryHash, canary.runtime, now);
+        finish(md.spec, canaryHash, canary.runtime.image, 'Promoted');
+        retire(stableHash!, 'superseded by promotion');
+        events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${canaryHash} (model ${md.spec.model.version}) is serving` });
+        delete status.canaryRevision;
+        delete status.rejectedRevision;
+        rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
+        canaryState = undefined;
+        canaryTraffic = false;
+        stableReplicas = total;
+        progressing = condition('Progressing', 'False', 'Complete', `revision ${canaryHash} is fully rolled out`, generation);
+        apply.push(desiredDeployment({ md, hash: canaryHash, runtime: canary.runtime, role: 'stable', replicas: total, fetcherImage: ctx.fetcherImage }));
+      } else {
+        const stepText = i < n ? `step ${i + 1}/${n}: ${describeStep(activeSteps, i)}` : n ? 'all steps done, waiting for full canary capacity' : `${canary.ready}/${total} replicas ready`;
+        const heldText = held === 'Paused' ? ' (paused by spec.paused)' : held === 'ManualGate' ? ' (waiting for promote)' : held === 'Inconclusive' ? ` (analysis inconclusive: ${inconclusive.map((r) => r.message).join('; ')})` : held === 'CapacityBlocked' ? ` (blocked: ${canary.trouble?.message ?? ''})` : '';
+        progressing = condition('Progressing', 'True', held && held !== 'Timed' ? held : 'CanaryStep', `${stepText} to ${canaryHash} (model ${md.spec.model.version})${heldText}`, generation);
+        phase = held && held !== 'Timed' ? 'Paused' : 'Progressing';
+        // Timers: the next analysis, and the progress deadline.
+        if (checks.length) soon(intervalMs);
+        if (!canaryUp) soon(Math.max(1000, stepStartedAt + deadlineMs - nowMs + 10));
+        soon(5_000);
+        if (held === 'Inconclusive') {
+          conditions = setCondition(conditions, condition('AnalysisInconclusive', 'True', 'NotEnoughData', inconclusive.map((r) => `${r.check}: ${r.message}`).join('; '), generation), now);
+        }
+        if (capacityBlocked) {
+          conditions = setCondition(conditions, condition('CapacityBlocked', 'True', 'Unschedulable', canary.trouble!.message, generation), now);
+        }
+      }
+      if (canaryState) {
+        apply.push(desiredDeployment({ md, hash: canaryHash, runtime: canary.runtime, role: 'canary', replicas: split.canary, fetcherImage: ctx.fetcherImage }));
+        status.canaryWeight = canaryTraffic ? replicaRatioWeight(canary.ready, stable.ready) : 0;
+        const mirror = mirrorAt(activeSteps, i);
+        if (mirror) status.mirrorWeight = mirror;
+        else delete status.mirrorWeight;
+      }
+    }
+  }
+  if (!canaryState || phase !== 'Paused') conditions = without(conditions, 'CapacityBlocked');
+  if (!canaryState || status.rollout?.pauseReason !== 'Inconclusive') {
+    if (!(canaryState && rollout.pauseReason === 'Inconclusive')) conditions = without(conditions, 'AnalysisInconclusive');
+  }
+  if (!canaryState) {
+    delete status.canaryRevision;
+    status.canaryWeight = 0;
+    delete status.mirrorWeight;
+  }
+
+  // ---- The stable revision's Deployment, Services, HPA.
+  const servingHash = status.stableRevision?.hash;
+  if (stable && servingHash === stableHash) {
+    apply.push(desiredDeployment({ md: { ...md, spec: stable.spec }, hash: stableHash!, runtime: stable.runtime, role: 'stable', replicas: stableReplicas, fetcherImage: ctx.fetcherImage }));
+  }
+  if (servingHash) {
+    apply.push(desiredService(md, canaryTraffic ? undefined : servingHash));
+    apply.push(desiredRevisionService(md, 'stable', servingHash));
+  } else {
+    apply.push(desiredService(md));
+  }
+  if (canaryState) apply.push(desiredRevisionService(md, 'canary', canaryState.hash));
+  else deleteServices.push(`${name}-canary`);
   const hpa = desiredHpa(md);
   if (hpa) apply.push(hpa);
 
-  let status: ModelDeploymentStatus = {
-    ...prior,
-    observedGeneration: generation,
-    selector: `${instanceLabel}=${name}`,
-    url: serviceUrl(md),
-    replicas,
-  };
+  // ---- Revisions that no longer serve: kept warm until scaleDownAt (unless the canary's traffic
+  // would reach them through the shared Service), then removed; unknown ones go at once.
+  const keep = new Set([servingHash, canaryState?.hash].filter(Boolean));
   const deletes: KubeObject[] = [];
-  if (promoted) {
-    status.stableRevision = revisionInfo(md, target, runtime, now);
-    const superseded = (prior.history ?? []).map((h) => (h.revision === stableHash ? { ...h, outcome: h.outcome === 'Promoted' ? 'Superseded' as const : h.outcome } : h));
-    status.history = [historyEntry(md, target, runtime, prior.rollout?.startedAt ?? now, now), ...superseded.filter((h) => h.revision !== target)]
-      .slice(0, md.spec.revisionHistoryLimit ?? 10);
-    events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${target} (model ${md.spec.model.version}) is serving` });
-  }
-  const servingHash = promoted ? target : stableHash;
+  retiring = retiring.filter((r) => !keep.has(r.hash));
   for (const [h, dep] of obs.deployments) {
-    if (h !== target && (promoted || h !== servingHash)) deletes.push(dep);
+    if (keep.has(h) || apply.some((a) => a.metadata?.name === dep.metadata?.name)) continue;
+    const r = retiring.find((x) => x.hash === h);
+    const dueMs = r ? Date.parse(r.scaleDownAt) - nowMs : 0;
+    if (!r || dueMs <= 0 || canaryTraffic) deletes.push(dep);
+    else soon(dueMs);
   }
-  const servingObs = observeDeployment(servingHash ? obs.deployments.get(servingHash) : undefined);
-  status.readyReplicas = (servingObs?.readyReplicas ?? 0) + (servingHash !== target ? observed?.readyReplicas ?? 0 : 0);
-  if (stableHash === target && status.stableRevision) {
-    // Keep the record current with what the builder resolves (e.g. a new default image), not stale.
-    status.stableRevision = { ...status.stableRevision, image: runtime.image, preset: runtime.preset };
-  }
+  retiring = retiring.filter((r) => obs.deployments.has(r.hash) && !deletes.some((d) => d.metadata?.labels?.[revisionLabel] === r.hash));
 
-  const serving = (servingObs?.readyReplicas ?? 0) > 0 || targetReady;
-  if (targetReady) {
-    conditions = setCondition(conditions, condition('Ready', 'True', 'StableServing', `revision ${target} (model ${md.spec.model.version}) serves ${observed.readyReplicas}/${replicas} ready replicas`, generation), now);
-    conditions = setCondition(conditions, condition('Progressing', 'False', 'Complete', `revision ${target} is fully rolled out`, generation), now);
-  } else {
-    const why = trouble ? trouble.message : observed ? `${observed.readyReplicas}/${replicas} replicas of revision ${target} ready` : `creating revision ${target}`;
-    const reason = trouble?.reason ?? (replicas === 0 ? 'ScaledToZero' : 'WaitingForReplicas');
-    conditions = setCondition(conditions, condition('Ready', serving && stableHash !== target ? 'True' : 'False', serving && stableHash !== target ? 'StableServing' : reason,
-      serving && stableHash !== target ? `revision ${stableHash} serves while ${target} rolls out: ${why}` : why, generation), now);
-    conditions = setCondition(conditions, condition('Progressing', 'True', stableHash && stableHash !== target ? 'RollingUpdate' : 'Deploying', why, generation), now);
-    if (trouble && conditions.find((c) => c.type === 'Ready')?.reason !== (prior.conditions ?? []).find((c) => c.type === 'Ready')?.reason) {
-      events.push({ type: 'Warning', reason: trouble.reason, message: trouble.message });
-    }
+  // ---- Status.
+  const servingState = servingHash ? (servingHash === canaryState?.hash ? canaryState : revisionState(md, servingHash, obs)) : undefined;
+  const stableReady = servingState?.ready ?? 0;
+  status.readyReplicas = stableReady + (canaryState && canaryTraffic ? canaryState.ready : 0);
+  if (servingHash && stable) {
+    const serves = stableReady > 0 || total === 0;
+    const readyMsg = `revision ${servingHash} (model ${servingState?.spec.model.version}) serves ${stableReady}/${stableReplicas} ready replicas${canaryState ? `; canary ${canaryState.hash} has ${canaryState.ready}` : ''}`;
+    conditions = setCondition(conditions, condition('Ready', serves ? 'True' : 'False', serves ? 'StableServing' : servingState?.trouble?.reason ?? 'WaitingForReplicas', readyMsg, generation), now);
   }
-  const deadline = !!observed?.progressDeadlineExceeded && !targetReady;
-  conditions = setCondition(conditions, deadline
-    ? condition('Degraded', 'True', 'ProgressDeadlineExceeded', `revision ${target} did not become ready within its progress deadline${trouble ? `: ${trouble.message}` : ''}`, generation)
-    : condition('Degraded', 'False', 'AsExpected', '', generation), now);
+  conditions = setCondition(conditions, progressing!, now);
+  conditions = setCondition(conditions, degraded ?? condition('Degraded', 'False', 'AsExpected', '', generation), now);
   conditions = autoscalingCondition(md, conditions, ctx, generation, now);
+  if (phase === 'Healthy' && servingHash && stableReady === 0 && total > 0) phase = 'Pending';
+  status.phase = phase;
   status.conditions = conditions;
-  status.phase = deadline ? 'Degraded' : targetReady ? 'Healthy' : serving ? 'Progressing' : replicas === 0 ? 'Healthy' : 'Pending';
-  if (!targetReady && !status.rollout?.startedAt) status.rollout = { ...(status.rollout ?? {}), startedAt: now };
-  if (targetReady && status.rollout) {
-    const { startedAt: _started, ...rest } = status.rollout;
-    status.rollout = rest;
-    if (Object.keys(rest).length === 0) delete status.rollout;
-  }
+  status.history = history.slice(0, Math.max(historyLimit, 1));
+  if (retiring.length) status.retiring = retiring;
+  else delete status.retiring;
+  if (Object.keys(rollout).length) status.rollout = rollout;
+  else delete status.rollout;
+  if (ctx.analysis && canaryState) status.analysis = { results: ctx.analysis };
   status = JSON.parse(JSON.stringify(status)) as ModelDeploymentStatus;
-  return { apply, delete: deletes, status, events, ...(targetReady ? {} : { requeueAfterMs: 15_000 }) };
+  return { apply, delete: deletes, deleteServices, status, events, removeAnnotations, ...(requeue !== undefined && Number.isFinite(requeue) ? { requeueAfterMs: requeue } : {}) };
 }

@@ -12,6 +12,8 @@ import type { OperatorMetrics } from '../runtime/metrics.js';
 import { Resources } from '../runtime/resources.js';
 import { instanceLabel, revisionLabel } from './labels.js';
 import { plan, type Plan } from './plan.js';
+import { inClusterServiceUrl, runDueAnalysis, type ServiceUrl } from './analysis/run.js';
+import { requestedOperations } from './rollout/operations.js';
 import { setCondition, statusEquals } from './status.js';
 
 export const fieldManager = 'modelship';
@@ -32,6 +34,8 @@ export interface ReconcilerDeps {
     pods: Informer<KubeObject>;
   };
   metrics?: OperatorMetrics;
+  /** How the operator reaches a Service for analysis requests; in-cluster DNS by default. */
+  serviceUrl?: ServiceUrl;
   /** Our last status write per key, until the cache has caught up with it. */
   expectations: WriteExpectations;
   now?: () => Date;
@@ -90,8 +94,11 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
 
   // Decide.
   const externalMetricsAvailable = deps.externalMetricsAvailable?.();
+  const analysis = await runDueAnalysis(md, now, deps.serviceUrl ?? inClusterServiceUrl);
   let decision: Plan = plan(md, { deployments, pods }, {
     fetcherImage: deps.fetcherImage, now, ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
+    ...(analysis ? { analysis } : {}),
+    operations: requestedOperations(md.metadata?.annotations),
   });
   let writes = 0;
 
@@ -127,6 +134,13 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     }
   }
 
+  for (const svc of decision.deleteServices) {
+    const live = caches.services.get(namespace, svc);
+    if (!live) continue;
+    await client.delete(Resources.Service, namespace, svc, { uid: live.metadata?.uid }).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
+    writes++;
+  }
+
   // One status write, only when something changed.
   if (!statusEquals(md.status, decision.status)) {
     const written = await client.apply(Resources.ModelDeployment, {
@@ -139,6 +153,13 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     const after = decision.status as Record<string, unknown>;
     const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => canonicalJson(before[k]) !== canonicalJson(after[k]));
     log.info('status written', { phase: decision.status.phase, changed });
+  }
+  // Operations are acted on once: the status above records them, then the request goes away.
+  if (decision.removeAnnotations.length) {
+    await client.mergePatch(Resources.ModelDeployment, namespace, name, {
+      metadata: { annotations: Object.fromEntries(decision.removeAnnotations.map((a) => [a, null])) },
+    });
+    writes++;
   }
   recordMetrics(deps.metrics, namespace, name, decision);
   for (const e of decision.events) {
@@ -156,6 +177,13 @@ function recordMetrics(metrics: OperatorMetrics | undefined, namespace: string, 
   metrics.ready.set({ namespace, name }, ready?.status === 'True' ? 1 : 0);
   for (const phase of phases) metrics.phase.set({ namespace, name, phase }, decision.status.phase === phase ? 1 : 0);
   if (decision.events.some((e) => e.reason === 'InvalidSpec')) metrics.invalidSpecs.inc({ namespace, name });
+  for (const e of decision.events) if (e.reason === 'RolledBack' || e.reason === 'Aborted') metrics.rollbacks.inc({ namespace, name, reason: e.reason });
+  metrics.canaryWeight.set({ namespace, name }, decision.status.canaryWeight ?? 0);
+  for (const r of decision.status.analysis?.results ?? []) {
+    const v = Number(r.value);
+    if (!Number.isNaN(v)) metrics.analysisValue.set({ namespace, name, check: r.check }, v);
+    metrics.analysisPassed.set({ namespace, name, check: r.check }, r.passed ? 1 : 0);
+  }
 }
 
 function invalidFromApiserver(md: ModelDeployment, decision: Plan, message: string, now: Date): Plan {
@@ -165,7 +193,7 @@ function invalidFromApiserver(md: ModelDeployment, decision: Plan, message: stri
   let conditions = decision.status.conditions ?? [];
   conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: 'InvalidSpec', message, observedGeneration: generation }, at);
   return {
-    apply: [], delete: [],
+    apply: [], delete: [], deleteServices: [], removeAnnotations: [],
     status: { ...md.status, observedGeneration: generation, conditions, phase: md.status?.phase ?? 'Pending' },
     events: prior?.reason === 'InvalidSpec' && prior.message === message ? [] : [{ type: 'Warning', reason: 'InvalidSpec', message }],
   };

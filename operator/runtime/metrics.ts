@@ -20,6 +20,10 @@ export class OperatorMetrics {
   readonly leader = new Gauge({ name: 'modelship_leader', help: '1 while this replica holds the leader lease.', registers: [this.registry] });
   readonly phase = new Gauge({ name: 'modelship_modeldeployment_phase', help: '1 for the phase a ModelDeployment is in.', labelNames: ['namespace', 'name', 'phase'], registers: [this.registry] });
   readonly ready = new Gauge({ name: 'modelship_modeldeployment_ready', help: '1 when the ModelDeployment is Ready.', labelNames: ['namespace', 'name'], registers: [this.registry] });
+  readonly rollbacks = new Counter({ name: 'modelship_rollbacks_total', help: 'Canaries rolled back or aborted.', labelNames: ['namespace', 'name', 'reason'], registers: [this.registry] });
+  readonly canaryWeight = new Gauge({ name: 'modelship_canary_weight_percent', help: 'Share of traffic on the canary revision.', labelNames: ['namespace', 'name'], registers: [this.registry] });
+  readonly analysisValue = new Gauge({ name: 'modelship_analysis_value', help: 'Last measured value of an analysis check.', labelNames: ['namespace', 'name', 'check'], registers: [this.registry] });
+  readonly analysisPassed = new Gauge({ name: 'modelship_analysis_passed', help: '1 when the last measurement of a check passed.', labelNames: ['namespace', 'name', 'check'], registers: [this.registry] });
   readonly invalidSpecs = new Counter({ name: 'modelship_invalid_spec_total', help: 'Reconciles that found a spec the operator cannot serve.', labelNames: ['namespace', 'name'], registers: [this.registry] });
 
   constructor() {
@@ -28,6 +32,7 @@ export class OperatorMetrics {
 
   forget(namespace: string, name: string): void {
     this.ready.remove({ namespace, name });
+    this.canaryWeight.remove({ namespace, name });
     for (const phase of ['Pending', 'Progressing', 'Paused', 'Healthy', 'Degraded']) this.phase.remove({ namespace, name, phase });
     this.invalidSpecs.remove({ namespace, name });
   }

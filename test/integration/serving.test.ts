@@ -103,7 +103,9 @@ test('the quickstart serves: Deployment, Service, ready pods, Ready=True at the 
   t.is(server.resources.requests.cpu, '500m');
 
   const svc = await client.get<Obj>(Resources.Service, ns, 'iris');
-  t.deepEqual(svc.spec.selector, { 'app.kubernetes.io/instance': 'iris', 'app.kubernetes.io/managed-by': 'modelship' });
+  t.deepEqual(svc.spec.selector, { 'app.kubernetes.io/instance': 'iris', 'app.kubernetes.io/managed-by': 'modelship', 'modelship.io/revision': hash });
+  const stableSvc = await client.get<Obj>(Resources.Service, ns, 'iris-stable');
+  t.is(stableSvc.spec.selector['modelship.io/revision'], hash);
   t.is(svc.spec.ports[0].port, 80);
   t.is(svc.spec.ports[0].targetPort, 'http');
   const pods = await testCluster().core.listNamespacedPod({ namespace: ns, labelSelector: `modelship.io/revision=${hash}` });
@@ -197,7 +199,7 @@ test('deleted and edited children are repaired, others\' fields are kept, and a 
 
 test('a new model version replaces the serving revision without losing capacity and records history', async (t) => {
   const ns = await namespace('update');
-  await client.create(Resources.ModelDeployment, modelDeployment('upd', ns, withReplicas(2)));
+  await client.create(Resources.ModelDeployment, modelDeployment('upd', ns, withReplicas(2), withSpec({ rollout: { scaleDownDelaySeconds: 2 } })));
   const first = await waitReady(ns, 'upd');
   const oldHash = first.status!.stableRevision!.hash;
   await client.mergePatch(Resources.ModelDeployment, ns, 'upd', { spec: { model: { version: '2', uri: 'https://models.example.com/iris/v2/model.joblib' } } });
@@ -206,7 +208,7 @@ test('a new model version replaces the serving revision without losing capacity 
     return m.status?.stableRevision?.modelVersion === '2' && condition(m, 'Ready')?.status === 'True' ? m : undefined;
   });
   t.not(second.status!.stableRevision!.hash, oldHash);
-  t.deepEqual(second.status?.history?.map((h) => [h.modelVersion, h.outcome]), [['2', 'Promoted'], ['1', 'Superseded']]);
+  t.deepEqual(second.status?.history?.map((h) => [h.modelVersion, h.outcome]), [['2', 'Promoted'], ['1', 'Promoted']]);
   await waitFor('old revision removed', async () => (await deploymentsOf(ns, 'upd')).items.length === 1);
   // Changing only replicas is not a new revision.
   await client.mergePatch(Resources.ModelDeployment, ns, 'upd', { spec: { replicas: 3 } });

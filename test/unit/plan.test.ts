@@ -78,9 +78,13 @@ test('a new revision keeps the old one serving until it is ready, then supersede
   t.is(rolling.status.phase, 'Progressing');
   t.is((rolling.apply[0] as any).metadata.labels['modelship.io/role'], 'canary');
   const done = plan({ ...v2, status: rolling.status }, obs([h1, deploymentObs(h1, 2, 2)], [h2, deploymentObs(h2, 2, 2)]), ctx);
-  t.deepEqual(done.delete.map((d) => d.metadata?.name), [`iris-${h1}`]);
+  t.deepEqual(done.delete, [], 'the old revision stays warm for scaleDownDelaySeconds');
+  t.deepEqual(done.status.retiring?.map((r) => r.hash), [h1]);
   t.is(done.status.stableRevision?.hash, h2);
-  t.deepEqual(done.status.history?.map((h) => [h.modelVersion, h.outcome]), [['2', 'Promoted'], ['1', 'Superseded']]);
+  t.deepEqual((done.apply.find((o) => o.kind === 'Service' && o.metadata?.name === 'iris') as any).spec.selector['modelship.io/revision'], h2, 'clients reach only the new stable');
+  const later = plan({ ...v2, status: done.status }, obs([h1, deploymentObs(h1, 2, 2)], [h2, deploymentObs(h2, 2, 2)]), { ...ctx, now: new Date(now.getTime() + 31_000) });
+  t.deepEqual(later.delete.map((d) => d.metadata?.name), [`iris-${h1}`]);
+  t.deepEqual(done.status.history?.map((h) => [h.modelVersion, h.outcome]), [['2', 'Promoted'], ['1', 'Promoted']]);
   t.is((done.apply[0] as any).metadata.labels['modelship.io/role'], 'stable');
 });
 
@@ -133,7 +137,7 @@ test('AutoscalingReady says when Prometheus autoscaling has no external metrics 
   const h = revisionHash(m.spec);
   const missing = plan(m, obs([h, deploymentObs(h, 1, 1)]), { ...ctx, externalMetricsAvailable: false });
   t.like(cond(missing.status, 'AutoscalingReady'), { status: 'False', reason: 'ExternalMetricsUnavailable' });
-  t.deepEqual(missing.apply.map((o) => o.kind), ['Deployment', 'Service', 'HorizontalPodAutoscaler']);
+  t.deepEqual(missing.apply.map((o) => o.kind), ['Deployment', 'Service', 'Service', 'HorizontalPodAutoscaler']);
   const present = plan(m, obs([h, deploymentObs(h, 1, 1)]), { ...ctx, externalMetricsAvailable: true });
   t.like(cond(present.status, 'AutoscalingReady'), { status: 'True', reason: 'HPAConfigured' });
   const none = plan({ ...md(), status: present.status }, obs([h, deploymentObs(h, 1, 1)]), ctx);

@@ -2,20 +2,39 @@
 // traffic follows its share of ready pods).
 import type { ModelDeployment } from '../../api/generated.js';
 import type { KubeObject } from '../../runtime/kube.js';
-import { instanceLabel, managedBy, managedByLabel, ownedMetadata } from '../labels.js';
+import { instanceLabel, managedBy, managedByLabel, ownedMetadata, revisionLabel, roleLabel, type Role } from '../labels.js';
 
 export function servicePort(md: ModelDeployment): number {
   return md.spec.traffic?.port ?? 80;
 }
 
-export function desiredService(md: ModelDeployment): KubeObject {
+/**
+ * The Service clients use. While a canary takes traffic it selects every pod of the model, so traffic
+ * follows the ready-pod ratio; otherwise it selects only `onlyRevision`, which takes traffic off a
+ * rolled-back canary at once and keeps a retiring revision warm but idle.
+ */
+export function desiredService(md: ModelDeployment, onlyRevision?: string): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: ownedMetadata(md),
     spec: {
       type: 'ClusterIP',
-      selector: { [instanceLabel]: md.metadata!.name!, [managedByLabel]: managedBy },
+      selector: { [instanceLabel]: md.metadata!.name!, [managedByLabel]: managedBy, ...(onlyRevision ? { [revisionLabel]: onlyRevision } : {}) },
+      ports: [{ name: 'http', port: servicePort(md), targetPort: 'http', protocol: 'TCP' }],
+    },
+  };
+}
+
+/** `<md>-stable` and `<md>-canary`: one revision each, for analysis requests and Gateway API routes. */
+export function desiredRevisionService(md: ModelDeployment, role: Role, hash: string): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: ownedMetadata(md, `${md.metadata!.name!}-${role}`, { [roleLabel]: role }),
+    spec: {
+      type: 'ClusterIP',
+      selector: { [instanceLabel]: md.metadata!.name!, [managedByLabel]: managedBy, [revisionLabel]: hash },
       ports: [{ name: 'http', port: servicePort(md), targetPort: 'http', protocol: 'TCP' }],
     },
   };

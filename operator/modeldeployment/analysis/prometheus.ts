@@ -1,0 +1,50 @@
+// Instant queries against Prometheus' HTTP API. {{namespace}} {{name}} {{revision}} {{role}} in a
+// query are replaced per revision, so one check compares canary and stable with the same PromQL.
+import type { Check } from '../../api/generated.js';
+import { judgeValue, type Measurement } from './evaluate.js';
+
+export interface QueryVars {
+  namespace: string;
+  name: string;
+  revision: string;
+  role: 'canary' | 'stable';
+}
+
+export function renderQuery(query: string, vars: QueryVars): string {
+  return query.replace(/\{\{\s*(namespace|name|revision|role)\s*\}\}/g, (_m, k: keyof QueryVars) => vars[k]);
+}
+
+/** The query's single value, undefined when the result is empty (no data), an error when it is not a scalar. */
+export async function instantQuery(address: string, query: string, timeoutMs: number): Promise<number | undefined> {
+  const url = new URL('/api/v1/query', address);
+  url.searchParams.set('query', query);
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: unknown } };
+  if (body.status !== 'success') throw new Error(`prometheus: ${body.error ?? `HTTP ${res.status}`}`);
+  const { resultType, result } = body.data!;
+  if (resultType === 'scalar') return Number((result as [number, string])[1]);
+  const vector = result as { value: [number, string] }[];
+  if (vector.length === 0) return undefined;
+  if (vector.length > 1) throw new Error(`query returned ${vector.length} series; aggregate it to one (e.g. with sum)`);
+  const v = Number(vector[0]!.value[1]);
+  return Number.isNaN(v) ? undefined : v;
+}
+
+export async function measurePrometheus(check: Check, canary: QueryVars, stable: QueryVars | undefined): Promise<Measurement> {
+  const p = check.prometheus!;
+  const timeoutMs = (p.timeoutSeconds ?? 10) * 1000;
+  try {
+    if (p.samplesQuery && p.minSamples !== undefined) {
+      const samples = (await instantQuery(p.address, renderQuery(p.samplesQuery, canary), timeoutMs)) ?? 0;
+      if (samples < p.minSamples) {
+        return { phase: 'Inconclusive', samples, message: `${samples} samples < minSamples ${p.minSamples}: too little traffic to judge` };
+      }
+    }
+    const value = await instantQuery(p.address, renderQuery(p.query!, canary), timeoutMs);
+    if (value === undefined) return { phase: 'Inconclusive', message: 'no data for the canary' };
+    const stableValue = check.compareToStable && stable ? await instantQuery(p.address, renderQuery(p.query!, stable), timeoutMs) : undefined;
+    return judgeValue(value, check.pass, check.compareToStable, stableValue);
+  } catch (err) {
+    return { phase: 'Error', message: (err as Error).message };
+  }
+}
