@@ -44,8 +44,14 @@ async function runOperator(argv: string[]): Promise<void> {
   const identity = `${hostname()}_${process.pid}`;
   const expectations = new WriteExpectations();
   const client = new KubeClient(kc, identity);
+  const exitAfterWrites = Number(env.MODELSHIP_FAULT_EXIT_AFTER_WRITES ?? 0);
   const metrics = new OperatorMetrics();
-  client.onRequest((method, _path, code) => metrics.apiRequests.inc({ method, code: String(code) }));
+  let writesDone = 0;
+  client.onRequest((method, _path, code) => {
+    metrics.apiRequests.inc({ method, code: String(code) });
+    // Fault injection for the crash-consistency tests: die, as a SIGKILL would, right after the k-th write.
+    if (exitAfterWrites > 0 && method !== 'GET' && code >= 200 && code < 300 && ++writesDone >= exitAfterWrites) process.kill(process.pid, 'SIGKILL');
+  });
   const events = new EventRecorder(client, 'modelship.io/operator', identity, log);
 
   const controller = new Controller(

@@ -6,6 +6,8 @@
 
 export class WriteExpectations {
   private readonly pending = new Map<string, { resourceVersion: string; at: number }>();
+  /** The last few versions the cache delivered per key: the watch can deliver our write before the write's response arrives. */
+  private readonly recent = new Map<string, string[]>();
 
   constructor(
     /** After this long, assume the event was lost in a relist and stop waiting. */
@@ -14,12 +16,16 @@ export class WriteExpectations {
   ) {}
 
   expect(key: string, resourceVersion: string | undefined): void {
-    if (resourceVersion) this.pending.set(key, { resourceVersion, at: this.now() });
+    if (!resourceVersion || this.recent.get(key)?.includes(resourceVersion)) return;
+    this.pending.set(key, { resourceVersion, at: this.now() });
   }
 
   /** Called for every object the cache receives. */
   observe(key: string, resourceVersion: string | undefined): void {
-    if (resourceVersion && this.pending.get(key)?.resourceVersion === resourceVersion) this.pending.delete(key);
+    if (!resourceVersion) return;
+    const seen = [...(this.recent.get(key) ?? []), resourceVersion].slice(-8);
+    this.recent.set(key, seen);
+    if (this.pending.get(key)?.resourceVersion === resourceVersion) this.pending.delete(key);
   }
 
   /** True while the cache has not yet caught up with our last write of `key`. */
@@ -35,5 +41,6 @@ export class WriteExpectations {
 
   forget(key: string): void {
     this.pending.delete(key);
+    this.recent.delete(key);
   }
 }

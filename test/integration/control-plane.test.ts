@@ -92,6 +92,22 @@ test('a pod labelled never-ready runs but stays NotReady', async (t) => {
   t.is(later.status?.containerStatuses?.[0]?.ready, false);
 });
 
+test('a container environment can choose a fault too (KWOK_FAULT), so a model revision can carry it', async (t) => {
+  const ns = await namespace('cp-env-fault');
+  const pod = barePod('env-stuck');
+  pod.spec!.containers[0]!.env = [{ name: 'KWOK_FAULT', value: 'never-ready' }];
+  const crash = barePod('env-crash');
+  crash.spec!.containers[0]!.env = [{ name: 'KWOK_FAULT', value: 'crash-loop' }];
+  await cluster.core.createNamespacedPod({ namespace: ns, body: pod });
+  await cluster.core.createNamespacedPod({ namespace: ns, body: crash });
+  const running = await waitFor('pod running', async () => {
+    const p = await cluster.core.readNamespacedPod({ name: 'env-stuck', namespace: ns });
+    return p.status?.phase === 'Running' ? p : undefined;
+  });
+  t.false(isReady(running));
+  await waitFor('restarts', async () => ((await cluster.core.readNamespacedPod({ name: 'env-crash', namespace: ns })).status?.containerStatuses?.[0]?.restartCount ?? 0) >= 2);
+});
+
 test('a crash-looping pod reports CrashLoopBackOff with a growing restartCount', async (t) => {
   const ns = await namespace('cp-crash');
   await cluster.core.createNamespacedPod({ namespace: ns, body: barePod('crashy', { labels: { 'kwok.modelship.io/fault': 'crash-loop' } }) });

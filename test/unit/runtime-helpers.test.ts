@@ -46,6 +46,9 @@ test('write expectations hold a key until the cache delivers the written version
   e.expect('k', '9');
   now = 1500;
   t.false(e.isWaiting('k', '8'), 'expired: a relist may have skipped the event');
+  e.observe('k', '11');
+  e.expect('k', '11');
+  t.false(e.isWaiting('k', '12'), 'the watch delivered our write before its response arrived');
 });
 
 test('event times are MicroTime; API paths are built per scope', (t) => {

@@ -24,12 +24,14 @@ test('the KWOK config carries the standard fast stage set', (t) => {
 test('every fault stage is selected by a label or annotation and outweighs the standard stages', (t) => {
   const faults = stages.filter((s) => s.metadata?.name.startsWith('modelship-'));
   t.deepEqual(faults.map((s) => s.metadata?.name).sort(), [
-    'modelship-pod-crash-loop', 'modelship-pod-never-ready', 'modelship-pod-readiness-lost', 'modelship-pod-readiness-regained',
+    'modelship-pod-crash-loop', 'modelship-pod-crash-loop-by-env', 'modelship-pod-never-ready', 'modelship-pod-never-ready-by-env',
+    'modelship-pod-readiness-lost', 'modelship-pod-readiness-regained',
   ]);
   for (const s of faults) {
     t.true((s.spec?.weight ?? 0) > 0, `${s.metadata?.name} has no weight`);
     const selector = { ...s.spec?.selector?.matchLabels, ...s.spec?.selector?.matchAnnotations };
-    t.true(Object.keys(selector).some((k) => k.startsWith('kwok.modelship.io/')), `${s.metadata?.name} is not opt-in`);
+    const byEnv = (s.spec?.selector as { matchExpressions?: { key: string }[] } | undefined)?.matchExpressions?.some((e) => e.key.includes('"KWOK_FAULT"'));
+    t.true(byEnv || Object.keys(selector).some((k) => k.startsWith('kwok.modelship.io/')), `${s.metadata?.name} is not opt-in`);
   }
   for (const s of stages.filter((x) => !x.metadata?.name.startsWith('modelship-'))) {
     t.falsy(s.spec?.weight, `${s.metadata?.name} must keep weight 0 so faults win`);
