@@ -39,7 +39,7 @@ export class OperatorProcess {
     return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  async start(): Promise<void> {
+  async start(opts: { waitReady?: boolean } = {}): Promise<void> {
     this.metricsPort = await freePort();
     const log = createWriteStream(this.logFile, { flags: 'a' });
     const setpriv = ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--'];
@@ -59,6 +59,7 @@ export class OperatorProcess {
     });
     this.child.stdout?.pipe(log);
     this.child.stderr?.pipe(log);
+    if (opts.waitReady === false) return;
     await waitFor('operator ready', async () => {
       if (!this.running) throw new Error(`operator exited; see ${this.logFile}`);
       return (await probe(`http://127.0.0.1:${this.metricsPort}/readyz`)).status === 200;
@@ -75,6 +76,15 @@ export class OperatorProcess {
       if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) total += Number(m[3]);
     }
     return total;
+  }
+
+  /** Resolves with the exit code (or signal) once the process ends, or undefined after `timeoutMs`. */
+  async exited(timeoutMs: number): Promise<number | string | undefined> {
+    const child = this.child;
+    if (!child) return undefined;
+    if (!this.running) return child.exitCode ?? child.signalCode ?? undefined;
+    const ended = once(child, 'exit').then(() => child.exitCode ?? child.signalCode ?? undefined);
+    return Promise.race([ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), timeoutMs))]);
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
