@@ -11,7 +11,9 @@
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubectl to use those instead of
 # building them; MODELSHIP_BIN_CACHE moves the cache.
 #
-# Usage: hack/build-bins.sh [component ...]   (components: k8s etcd kwok helm; default: all)
+# The Gateway API CRDs (for GatewayAPI routing tests) come from the sigs.k8s.io/gateway-api module too.
+#
+# Usage: hack/build-bins.sh [component ...]   (components: k8s etcd kwok helm gateway-api; default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,7 +77,7 @@ dest="$cache_root/k8s-${k8s_version}"
 mkdir -p "$dest"
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(k8s etcd kwok helm)
+[ ${#components[@]} -gt 0 ] || components=(k8s etcd kwok helm gateway-api)
 
 for c in "${components[@]}"; do
   case "$c" in
@@ -94,6 +96,18 @@ for c in "${components[@]}"; do
     etcd) overridden etcd && continue; build_component etcd "$dest" etcd -- -ldflags "-s -w" -o "$dest/etcd" . ;;
     kwok) build_component kwok "$dest" kwok -- -ldflags "-s -w" -o "$dest/kwok" sigs.k8s.io/kwok/cmd/kwok ;;
     helm) build_component helm "$dest" helm -- -ldflags "-s -w" -o "$dest/helm" helm.sh/helm/v3/cmd/helm ;;
+    gateway-api)
+      gateway_version=v1.6.3
+      crds="$dest/gateway-api-$gateway_version"
+      if [ -f "$crds/gateway.networking.k8s.io_httproutes.yaml" ]; then log "gateway-api: up to date ($gateway_version CRDs)"; continue; fi
+      module_dir=$(cd "$hack" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$gateway_version" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+      mkdir -p "$crds"
+      for kind in gatewayclasses gateways httproutes referencegrants; do
+        cp "$module_dir/config/crd/standard/gateway.networking.k8s.io_$kind.yaml" "$crds/"
+      done
+      chmod u+w "$crds"/*.yaml
+      log "gateway-api: $gateway_version CRDs copied from the module"
+      ;;
     *) log "unknown component: $c"; exit 2 ;;
   esac
 done
@@ -107,4 +121,5 @@ for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
     ln -sfn "$dest/$n" "$root/.bin/$n"
   fi
 done
+for d in "$dest"/gateway-api-*; do [ -d "$d" ] && ln -sfn "$d" "$root/.bin/gateway-api-crds"; done
 log "binaries linked into .bin/ (built ones cached in $dest)"

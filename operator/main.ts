@@ -95,6 +95,20 @@ async function runOperator(argv: string[]): Promise<void> {
     hpas: informer(Resources.HorizontalPodAutoscaler, toOwner, managedSelector),
     pods: informer(Resources.Pod, toOwner, managedSelector),
   };
+  // HTTPRoutes are watched only where the Gateway API is installed; a later install is picked up at resync.
+  const ensureHttpRouteCache = async () => {
+    if (caches.httpRoutes) return;
+    try {
+      const group = await client.request<{ resources?: { name: string }[] }>('GET', '/apis/gateway.networking.k8s.io/v1');
+      if (!group.resources?.some((r) => r.name === 'httproutes')) return;
+    } catch {
+      return;
+    }
+    const cache = informer(Resources.HTTPRoute, toOwner, managedSelector);
+    await cache.start();
+    caches.httpRoutes = cache;
+    log.info('Gateway API found: watching HTTPRoutes');
+  };
   let externalMetrics: boolean | undefined;
   const checkExternalMetrics = async () => {
     try {
@@ -141,6 +155,7 @@ async function runOperator(argv: string[]): Promise<void> {
     // A periodic full pass catches anything a lost event missed; a no-op pass makes no writes.
     resync = setInterval(() => {
       void checkExternalMetrics();
+      void ensureHttpRouteCache();
       for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
     }, Number(values['resync-seconds']) * 1000);
   };
@@ -164,6 +179,7 @@ async function runOperator(argv: string[]): Promise<void> {
 
   await checkExternalMetrics();
   await startCaches();
+  await ensureHttpRouteCache();
   if (elector) {
     // Losing the lease ends the process: a restarted pod starts clean as a candidate.
     await elector.run(startLeading, () => void shutdown(1));

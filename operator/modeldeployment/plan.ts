@@ -4,12 +4,13 @@
 // Revisions: the stable one serves; a new spec hash becomes the canary, which walks the rollout steps
 // (none: it comes up at full size and takes over when ready), is analysed on the way, and is promoted
 // or rolled back. Every bit of progress is in status, so a restarted operator resumes exactly.
-import type { Check, CheckResult, Condition, HistoryEntry, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, RevisionInfo } from '../api/generated.js';
+import type { Check, CheckResult, Condition, HistoryEntry, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, RevisionInfo, RolloutStep } from '../api/generated.js';
 import { revisionHash, revisionSpec } from '../api/revision.js';
 import type { KubeObject } from '../runtime/kube.js';
 import { checkFailed, durationMs } from './analysis/evaluate.js';
 import { desiredDeployment, progressDeadlineSeconds } from './desired/deployment.js';
 import { desiredHpa, usesExternalMetrics } from './desired/hpa.js';
+import { desiredHttpRoute } from './desired/httproute.js';
 import { desiredRevisionService, desiredService, serviceUrl } from './desired/service.js';
 import { instanceLabel, revisionLabel } from './labels.js';
 import { resolveRuntime, type ResolvedRuntime } from './resolve.js';
@@ -51,6 +52,8 @@ export interface PlanContext {
   /** Analysis results for the current canary, including measurements taken just now. */
   analysis?: CheckResult[];
   operations?: Operation[];
+  /** Whether the cluster serves HTTPRoutes (gateway.networking.k8s.io/v1). */
+  gatewayApiAvailable?: boolean;
 }
 
 export const defaultAnalysisIntervalMs = 30_000;
@@ -115,6 +118,17 @@ function specOfRevision(md: ModelDeployment, hash: string): ModelDeploymentSpec 
   return entry ? { ...md.spec, ...(entry.spec as Partial<ModelDeploymentSpec>) } : undefined;
 }
 
+/**
+ * Canary replicas at step i: its share of the weight, enough to absorb a mirrored share, and at least
+ * one while a rollout runs, so tagged requests, mirrors and smoke tests always have a pod to reach.
+ */
+function canaryReplicas(total: number, steps: RolloutStep[], i: number, policy: 'Surge' | 'Shift', exactWeights: boolean): number {
+  if (total <= 0) return 0;
+  const byWeight = splitReplicas(total, weightAt(steps, i), policy, exactWeights).canary;
+  const byMirror = Math.ceil((total * mirrorAt(steps, i)) / 100);
+  return Math.min(total, Math.max(1, byWeight, byMirror));
+}
+
 interface RevisionState {
   hash: string;
   spec: ModelDeploymentSpec;
@@ -150,7 +164,10 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   const removeAnnotations: string[] = [];
   let conditions = prior.conditions ?? [];
 
-  const resolution = resolveRuntime(md.spec, name);
+  let resolution = resolveRuntime(md.spec, name);
+  if (resolution.ok && md.spec.traffic?.router === 'GatewayAPI' && ctx.gatewayApiAvailable === false) {
+    resolution = { ok: false, problems: ['traffic.router GatewayAPI needs the Gateway API CRDs (HTTPRoute, gateway.networking.k8s.io/v1) in the cluster; install them or use ReplicaRatio'] };
+  }
   if (!resolution.ok) {
     // Nothing is applied: whatever serves keeps serving, exactly as it was.
     const message = resolution.problems.join('; ');
@@ -166,6 +183,8 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   }
 
   const hash = revisionHash(md.spec);
+  const gateway = md.spec.traffic?.router === 'GatewayAPI';
+  let route = { canaryWeight: 0, mirrorPercent: 0, canaryReady: false };
   const total = md.spec.replicas ?? 1;
   const policy = md.spec.rollout?.capacity ?? 'Surge';
   const scaleDownDelayMs = (md.spec.rollout?.scaleDownDelaySeconds ?? defaultScaleDownDelaySeconds) * 1000;
@@ -307,7 +326,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
         actOn(abort, 'traffic returned to stable');
       } else actOn(abort, `ignored: the canary is ${canaryHash}`);
     }
-    const { canary: wantCanary } = splitReplicas(total, weightAt(activeSteps, i), policy);
+    const wantCanary = canaryReplicas(total, activeSteps, i, policy, gateway);
     const canaryUp = canary.ready >= wantCanary && !!canary.observed?.observedGenerationCurrent;
     const capacityBlocked = canary.trouble?.reason === 'Unschedulable';
     if (!failure && canary.trouble && (canary.trouble.reason === 'CrashLoopBackOff' || canary.trouble.reason === 'OOMKilled') && canary.trouble.restarts > maxRestarts(md.spec)) {
@@ -381,9 +400,13 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       rollout.pauseReason = held === 'Timed' ? '' : held;
       if (!rollout.position) delete rollout.position;
       const weight = weightAt(activeSteps, i);
-      const split = splitReplicas(total, weight, policy);
+      const split = { ...splitReplicas(total, weight, policy, gateway), canary: canaryReplicas(total, activeSteps, i, policy, gateway) };
       stableReplicas = split.stable;
-      canaryTraffic = weight > 0 && canary.ready > 0;
+      // No weight ever goes to a canary without ready pods. Through a gateway the weight is exact, so
+      // it waits for the whole share to be ready; through the Service it follows ready pods by itself.
+      const canaryHasPods = canary.ready > 0;
+      route = { canaryWeight: canary.ready >= split.canary ? weight : 0, mirrorPercent: mirrorAt(activeSteps, i), canaryReady: canaryHasPods };
+      canaryTraffic = !gateway && weight > 0 && canaryHasPods;
       if (i >= n && fullyReady(canary, total) && !held) {
         // ---- Promote: the canary becomes stable; the old stable stays warm, then is removed.
         status.stableRevision = revisionInfo(md.spec, canaryHash, canary.runtime, now);
@@ -395,6 +418,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
         rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
         canaryState = undefined;
         canaryTraffic = false;
+        route = { canaryWeight: 0, mirrorPercent: 0, canaryReady: false };
         stableReplicas = total;
         progressing = condition('Progressing', 'False', 'Complete', `revision ${canaryHash} is fully rolled out`, generation);
         apply.push(desiredDeployment({ md, hash: canaryHash, runtime: canary.runtime, role: 'stable', replicas: total, fetcherImage: ctx.fetcherImage }));
@@ -416,7 +440,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       }
       if (canaryState) {
         apply.push(desiredDeployment({ md, hash: canaryHash, runtime: canary.runtime, role: 'canary', replicas: split.canary, fetcherImage: ctx.fetcherImage }));
-        status.canaryWeight = canaryTraffic ? replicaRatioWeight(canary.ready, stable.ready) : 0;
+        status.canaryWeight = gateway ? route.canaryWeight : canaryTraffic ? replicaRatioWeight(canary.ready, stable.ready) : 0;
         const mirror = mirrorAt(activeSteps, i);
         if (mirror) status.mirrorWeight = mirror;
         else delete status.mirrorWeight;
@@ -448,6 +472,8 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   else deleteServices.push(`${name}-canary`);
   const hpa = desiredHpa(md);
   if (hpa) apply.push(hpa);
+  const httpRoute = servingHash ? desiredHttpRoute(md, canaryState ? route : { canaryWeight: 0, mirrorPercent: 0, canaryReady: false }) : undefined;
+  if (httpRoute) apply.push(httpRoute);
 
   // ---- Revisions that no longer serve: kept warm until scaleDownAt (unless the canary's traffic
   // would reach them through the shared Service), then removed; unknown ones go at once.
@@ -483,7 +509,8 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   else delete status.retiring;
   if (Object.keys(rollout).length) status.rollout = rollout;
   else delete status.rollout;
-  if (ctx.analysis && canaryState) status.analysis = { results: ctx.analysis };
+  // Results stay after the rollout ends: they are why it was promoted or rolled back.
+  if (ctx.analysis) status.analysis = { results: ctx.analysis };
   status = JSON.parse(JSON.stringify(status)) as ModelDeploymentStatus;
   return { apply, delete: deletes, deleteServices, status, events, removeAnnotations, ...(requeue !== undefined && Number.isFinite(requeue) ? { requeueAfterMs: requeue } : {}) };
 }

@@ -32,6 +32,8 @@ export interface ReconcilerDeps {
     services: Informer<KubeObject>;
     hpas: Informer<KubeObject>;
     pods: Informer<KubeObject>;
+    /** Present only when the cluster serves the Gateway API. */
+    httpRoutes?: Informer<KubeObject>;
   };
   metrics?: OperatorMetrics;
   /** How the operator reaches a Service for analysis requests; in-cluster DNS by default. */
@@ -50,6 +52,7 @@ const typeOf: Record<string, ResourceType> = {
   Deployment: Resources.Deployment,
   Service: Resources.Service,
   HorizontalPodAutoscaler: Resources.HorizontalPodAutoscaler,
+  HTTPRoute: Resources.HTTPRoute,
 };
 
 /** Hash of what we apply: equal hashes on the live object mean our last apply is still what we want. */
@@ -99,15 +102,16 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     fetcherImage: deps.fetcherImage, now, ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
     ...(analysis ? { analysis } : {}),
     operations: requestedOperations(md.metadata?.annotations),
+    gatewayApiAvailable: caches.httpRoutes !== undefined,
   });
   let writes = 0;
 
   // Apply: only objects that are missing, were edited, or whose desired form changed.
   for (const desired of decision.apply) {
     const type = typeOf[desired.kind!]!;
-    const cache = type === Resources.Deployment ? caches.deployments : type === Resources.Service ? caches.services : caches.hpas;
+    const cache = { Deployment: caches.deployments, Service: caches.services, HorizontalPodAutoscaler: caches.hpas, HTTPRoute: caches.httpRoutes }[desired.kind!];
     const hash = appliedHash(desired);
-    const live = cache.get(desired.metadata!.namespace, desired.metadata!.name!);
+    const live = cache?.get(desired.metadata!.namespace, desired.metadata!.name!);
     const upToDate = live && live.metadata?.annotations?.[appliedHashAnnotation] === hash && isSubset(desired, live);
     if (upToDate) continue;
     desired.metadata!.annotations = { ...desired.metadata!.annotations, [appliedHashAnnotation]: hash };

@@ -8,7 +8,7 @@ import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, waitFor } from '../cluster/cluster.js';
 import { modelDeployment, withReplicas, withSpec, type Option } from '../support/builders.js';
-import { adminClient, installCrd } from '../support/crd.js';
+import { adminClient, installCrd, installGatewayApi } from '../support/crd.js';
 import { ModelServerStub } from '../support/model-server.js';
 import { OperatorProcess } from '../support/operator-process.js';
 import { TestPrometheus } from '../support/prometheus.js';
@@ -22,6 +22,7 @@ const feeders: NodeJS.Timeout[] = [];
 
 test.before(async () => {
   await installCrd();
+  await installGatewayApi();
   await prometheus.start();
   await models.start();
   operator = new OperatorProcess({ name: 'rollout', env: { MODELSHIP_SERVICE_URL_TEMPLATE: models.urlTemplate } });
@@ -268,4 +269,58 @@ test('a GPU canary with no free GPU reports CapacityBlocked and leaves stable un
   t.is(later.status?.rejectedRevision, undefined, 'held, not rolled back, past the progress deadline');
   const stableAfter = await deployment(ns, 'm', v1);
   t.is(stableAfter?.metadata?.resourceVersion, stableBefore?.metadata?.resourceVersion, 'stable untouched');
+});
+
+test('GatewayAPI: a shadow step mirrors, weights are exact on the HTTPRoute, tagged requests reach the canary', async (t) => {
+  const ns = await namespaces.create('gateway');
+  const traffic = { router: 'GatewayAPI' as const, gatewayAPI: { parentRefs: [{ name: 'inference-gw', namespace: 'gateways' }], hostnames: ['fraud.example.com'], canaryHeader: { name: 'x-canary', value: 'always' } } };
+  const { v1, v2 } = await serveThenUpdate(ns, 'm', [withReplicas(4), withSpec({ traffic }), withRollout({ steps: [{ setMirror: 100 }, { pause: {} }, { setWeight: 25 }, { pause: {} }, { setWeight: 100 }] })]);
+  const route = () => client.get<Obj>(Resources.HTTPRoute, ns, 'm');
+  const atGate = async (position: string) => waitFor(`gate ${position}`, async () => {
+    const m = await get(ns, 'm');
+    return m.status?.rollout?.position === position && m.status.rollout.pauseReason === 'ManualGate' ? m : undefined;
+  }, 30_000, 250);
+
+  const shadow = await atGate('2/5');
+  let r = await route();
+  const main = r.spec.rules.at(-1);
+  t.deepEqual(r.spec.parentRefs, [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'inference-gw', namespace: 'gateways' }]);
+  t.deepEqual(r.spec.hostnames, ['fraud.example.com']);
+  t.is(shadow.status?.canaryWeight, 0, 'a shadow step moves no traffic');
+  t.deepEqual(main.backendRefs.map((b: any) => [b.name, b.weight]), [['m-stable', 100], ['m-canary', 0]]);
+  t.is(main.filters, undefined, 'the mirror belongs to the setMirror step only, and the gate after it is a new step');
+  await client.mergePatch(Resources.ModelDeployment, ns, 'm', { metadata: { annotations: { 'modelship.io/promote': v2 } } });
+
+  const quarter = await atGate('4/5');
+  r = await route();
+  t.is(quarter.status?.canaryWeight, 25);
+  t.deepEqual(r.spec.rules.at(-1).backendRefs.map((b: any) => [b.name, b.weight]), [['m-stable', 75], ['m-canary', 25]]);
+  t.deepEqual(r.spec.rules[0].matches.map((m: any) => m.headers), [[{ type: 'Exact', name: 'x-canary', value: 'always' }]]);
+  t.is(r.spec.rules[0].backendRefs[0].name, 'm-canary');
+  t.is((await deployment(ns, 'm', v2))?.spec.replicas, 1, 'exact weights: 25% of 4 replicas');
+  t.is((await deployment(ns, 'm', v1))?.spec.replicas, 4);
+  t.is((await service(ns, 'm')).spec.selector['modelship.io/revision'], v1, 'in-cluster clients of <md> stay on stable');
+
+  await client.mergePatch(Resources.ModelDeployment, ns, 'm', { metadata: { annotations: { 'modelship.io/promote': `${v2}/full` } } });
+  await waitPromoted(ns, 'm', v2);
+  r = await route();
+  t.is(r.spec.rules.length, 1, 'no canary, no header rule');
+  t.deepEqual(r.spec.rules[0].backendRefs.map((b: any) => [b.name, b.weight]), [['m-stable', 100]]);
+  t.is((await service(ns, 'm-stable')).spec.selector['modelship.io/revision'], v2);
+});
+
+test('GatewayAPI: the mirror filter copies traffic to the canary during a setMirror step', async (t) => {
+  const ns = await namespaces.create('mirror');
+  const traffic = { router: 'GatewayAPI' as const, gatewayAPI: { parentRefs: [{ name: 'gw' }] } };
+  // A check that cannot pass yet holds the mirror step open long enough to look at it.
+  const hold = { name: 'hold', prometheus: { address: prometheus.address, query: 'absent_metric_for_mirror_test' }, pass: { max: 1 } };
+  await serveThenUpdate(ns, 'm', [withSpec({ traffic }), withRollout({ steps: [{ setMirror: 50 }, { setWeight: 100 }], analysis: { interval: '1s', checks: [hold] } })]);
+  const r = await waitFor('mirror filter', async () => {
+    const route = await client.get<Obj>(Resources.HTTPRoute, ns, 'm');
+    return route.spec.rules.at(-1).filters ? route : undefined;
+  }, 30_000, 250);
+  t.like(r.spec.rules.at(-1).filters[0], { type: 'RequestMirror', requestMirror: { backendRef: { name: 'm-canary' }, percent: 50 } });
+  t.deepEqual(r.spec.rules.at(-1).backendRefs.map((b: any) => b.weight), [100, 0]);
+  const m = await get(ns, 'm');
+  t.is(m.status?.mirrorWeight, 50);
 });

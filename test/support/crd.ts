@@ -1,4 +1,8 @@
 // Installs the ModelDeployment CRD from crds/ (server-side apply) and waits until it is served.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import yaml from 'js-yaml';
 import { KubeClient, type KubeObject } from '../../operator/runtime/kube.js';
 import { loadCrd } from '../../operator/api/schema.js';
 import { testCluster, waitFor } from '../cluster/cluster.js';
@@ -20,6 +24,20 @@ export async function installCrd(): Promise<void> {
   // Discovery in the apiserver lags establishment a little; a list proves the resource is served.
   await waitFor('ModelDeployments served', async () => {
     await client.request('GET', '/apis/modelship.io/v1alpha1/modeldeployments?limit=1');
+    return true;
+  });
+}
+
+/** Installs the Gateway API CRDs that hack/build-bins.sh took from the sigs.k8s.io/gateway-api module. */
+export async function installGatewayApi(): Promise<void> {
+  const client = adminClient();
+  const dir = fileURLToPath(new URL('../../.bin/gateway-api-crds/', import.meta.url));
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
+    const crd = yaml.load(readFileSync(join(dir, file), 'utf8')) as KubeObject;
+    await client.apply(crdType, crd, 'modelship-tests');
+  }
+  await waitFor('HTTPRoutes served', async () => {
+    await client.request('GET', '/apis/gateway.networking.k8s.io/v1/httproutes?limit=1');
     return true;
   });
 }

@@ -10,12 +10,17 @@ export interface ReplicaSplit {
   canary: number;
 }
 
-export function splitReplicas(total: number, weight: number, policy: CapacityPolicy): ReplicaSplit {
+/**
+ * `exactWeights`: a router (Gateway API) sets the traffic split itself, so a Surge canary needs only
+ * its share of the total, not enough pods to make up that share of all pods.
+ */
+export function splitReplicas(total: number, weight: number, policy: CapacityPolicy, exactWeights = false): ReplicaSplit {
   if (total <= 0) return { stable: 0, canary: 0 };
   if (weight <= 0) return { stable: total, canary: 0 };
   if (weight >= 100) return { stable: policy === 'Surge' ? total : 0, canary: total };
   if (policy === 'Surge') {
-    return { stable: total, canary: Math.min(total, Math.max(1, Math.ceil((total * weight) / (100 - weight)))) };
+    const canary = exactWeights ? Math.ceil((total * weight) / 100) : Math.ceil((total * weight) / (100 - weight));
+    return { stable: total, canary: Math.min(total, Math.max(1, canary)) };
   }
   const stable = Math.max(1, Math.ceil((total * (100 - weight)) / 100));
   return { stable, canary: Math.max(1, total - stable) };

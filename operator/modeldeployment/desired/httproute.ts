@@ -1,0 +1,51 @@
+// The HTTPRoute `<md>` for the GatewayAPI router: weighted backendRefs to `<md>-stable` and
+// `<md>-canary`, a rule sending tagged requests (the canary header) to the canary, and a RequestMirror
+// filter for shadow steps. Weights are exact here, unlike ReplicaRatio's pod share.
+import type { ModelDeployment } from '../../api/generated.js';
+import type { KubeObject } from '../../runtime/kube.js';
+import { ownedMetadata } from '../labels.js';
+import { servicePort } from './service.js';
+
+export interface RouteState {
+  /** Percent of traffic to the canary; 0 while it has no ready pods. */
+  canaryWeight: number;
+  /** Percent of requests copied to the canary (responses discarded). */
+  mirrorPercent: number;
+  /** Whether a canary exists to receive tagged or mirrored requests. */
+  canaryReady: boolean;
+}
+
+export function desiredHttpRoute(md: ModelDeployment, route: RouteState): KubeObject | undefined {
+  const gw = md.spec.traffic?.gatewayAPI;
+  if (md.spec.traffic?.router !== 'GatewayAPI' || !gw) return undefined;
+  const name = md.metadata!.name!;
+  const port = servicePort(md);
+  const backend = (role: 'stable' | 'canary', weight: number) => ({ group: '', kind: 'Service', name: `${name}-${role}`, port, weight });
+  const rules: Record<string, unknown>[] = [];
+  if (gw.canaryHeader && route.canaryReady) {
+    rules.push({
+      matches: [{ headers: [{ type: 'Exact', name: gw.canaryHeader.name, value: gw.canaryHeader.value }] }],
+      backendRefs: [backend('canary', 1)],
+    });
+  }
+  const main: Record<string, unknown> = {
+    matches: [{ path: { type: 'PathPrefix', value: '/' } }],
+    backendRefs: route.canaryReady
+      ? [backend('stable', 100 - route.canaryWeight), backend('canary', route.canaryWeight)]
+      : [backend('stable', 100)],
+  };
+  if (route.mirrorPercent > 0 && route.canaryReady) {
+    main.filters = [{ type: 'RequestMirror', requestMirror: { backendRef: { group: '', kind: 'Service', name: `${name}-canary`, port }, percent: route.mirrorPercent } }];
+  }
+  rules.push(main);
+  return {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: ownedMetadata(md),
+    spec: {
+      parentRefs: gw.parentRefs,
+      ...(gw.hostnames?.length ? { hostnames: gw.hostnames } : {}),
+      rules,
+    },
+  };
+}
