@@ -390,6 +390,10 @@ export interface RetiringRevision {
   hash: string;
   scaleDownAt: string;
   reason?: string;
+  /**
+   * Still taking traffic until the stable revision is back at full capacity (a rollback under capacity Shift).
+   */
+  draining?: boolean;
 }
 export interface RejectedRevision {
   hash: string;

@@ -201,8 +201,8 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     const entry = historyEntry(spec, h, image, started, now, outcome, reason);
     history = open >= 0 ? history.map((e, k) => (k === open ? entry : e)) : [entry, ...history];
   };
-  const retire = (h: string, reason: string, delayMs = scaleDownDelayMs) => {
-    retiring = [...retiring.filter((r) => r.hash !== h), { hash: h, scaleDownAt: new Date(nowMs + delayMs).toISOString(), reason }];
+  const retire = (h: string, reason: string, delayMs = scaleDownDelayMs, draining = false) => {
+    retiring = [...retiring.filter((r) => r.hash !== h), { hash: h, scaleDownAt: new Date(nowMs + delayMs).toISOString(), reason, ...(draining ? { draining } : {}) }];
   };
   const operations = ctx.operations ?? [];
   let rollout = { ...(status.rollout ?? {}) };
@@ -353,7 +353,9 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       const why = failure.message;
       status.rejectedRevision = { hash: canaryHash, modelVersion: md.spec.model.version, reason: why.slice(0, 2000), at: now };
       finish(md.spec, canaryHash, canary.runtime.image, failure.reason === 'Aborted' ? 'Aborted' : 'RolledBack', why);
-      retire(canaryHash, failure.reason === 'Aborted' ? 'aborted' : 'rolled back');
+      // Under Shift, stable gave replicas to the canary: the canary keeps serving until stable is back.
+      const drain = policy === 'Shift' && !gateway && stable.ready < total && canary.ready > 0;
+      retire(canaryHash, failure.reason === 'Aborted' ? 'aborted' : 'rolled back', scaleDownDelayMs, drain);
       events.push({ type: 'Warning', reason: failure.reason, message: `revision ${canaryHash} (model ${md.spec.model.version}): ${why}` });
       degraded = condition('Degraded', 'True', failure.reason, `revision ${canaryHash} (model ${md.spec.model.version}) ${failure.reason === 'Aborted' ? 'aborted' : 'rolled back'}: ${why}`, generation);
       progressing = condition('Progressing', 'False', failure.reason, `stable revision ${stableHash} serves; change the spec or retry`, generation);
@@ -447,6 +449,14 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       }
     }
   }
+  // A draining revision takes traffic only until stable has all its replicas ready again.
+  const stableReadyNow = stable?.ready ?? 0;
+  retiring = retiring.map((r) => (r.draining && (stableReadyNow >= total || !obs.deployments.has(r.hash)) ? { hash: r.hash, scaleDownAt: r.scaleDownAt, ...(r.reason ? { reason: r.reason } : {}) } : r));
+  const draining = retiring.find((r) => r.draining);
+  if (draining && !canaryState) {
+    canaryTraffic = true;
+    soon(1_000);
+  }
   if (!canaryState || phase !== 'Paused') conditions = without(conditions, 'CapacityBlocked');
   if (!canaryState || status.rollout?.pauseReason !== 'Inconclusive') {
     if (!(canaryState && rollout.pauseReason === 'Inconclusive')) conditions = without(conditions, 'AnalysisInconclusive');
@@ -484,6 +494,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     if (keep.has(h) || apply.some((a) => a.metadata?.name === dep.metadata?.name)) continue;
     const r = retiring.find((x) => x.hash === h);
     const dueMs = r ? Date.parse(r.scaleDownAt) - nowMs : 0;
+    if (r?.draining) continue;
     if (!r || dueMs <= 0 || canaryTraffic) deletes.push(dep);
     else soon(dueMs);
   }

@@ -335,3 +335,21 @@ test('operations are parsed from annotations', (t) => {
   ]);
   t.deepEqual(requestedOperations(undefined), []);
 });
+
+test('rollback under Shift: the canary keeps serving until stable has its replicas back, then traffic is stable-only', (t) => {
+  const w = serving(4, { steps: [{ setWeight: 50 }, { pause: {} }], capacity: 'Shift' });
+  const v1 = w.hash;
+  w.setVersion('2');
+  const v2 = w.hash;
+  w.runUntil((x) => x.status.rollout?.pauseReason === 'ManualGate');
+  t.is(w.replicasOf(v1), 2, 'Shift: stable gave half its replicas');
+  t.is(w.replicasOf(v2), 2);
+  w.annotations['modelship.io/abort'] = v2;
+  w.tick(); // decided with stable at 2 ready replicas; the world then brings it to 4
+  t.is(w.replicasOf(v1), 4, 'stable is scaled back up at once');
+  t.is(w.selector()['modelship.io/revision'], undefined, 'the canary keeps serving while stable is short of capacity');
+  t.true(w.status.retiring?.some((r) => r.hash === v2 && r.draining));
+  w.tick();
+  t.is(w.selector()['modelship.io/revision'], v1, 'stable back at 4 ready replicas: traffic is stable-only');
+  t.false(w.status.retiring?.some((r) => r.draining) ?? false);
+});

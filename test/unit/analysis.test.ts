@@ -1,0 +1,72 @@
+import test from 'ava';
+import { createServer } from 'node:http';
+import { checkFailed, dueChecks, durationMs, judgeAgreement, judgeValue, recordResult } from '../../operator/modeldeployment/analysis/evaluate.js';
+import { renderQuery } from '../../operator/modeldeployment/analysis/prometheus.js';
+import { measureWebhook } from '../../operator/modeldeployment/analysis/webhook.js';
+
+test('bounds and stable comparison', (t) => {
+  t.like(judgeValue(0.004, { max: 0.01 }, undefined), { phase: 'Passed' });
+  t.like(judgeValue(0.07, { max: 0.01 }, undefined), { phase: 'Failed', message: '0.07 > 0.01' });
+  t.like(judgeValue(3, { min: 5 }, undefined), { phase: 'Failed', message: '3 < 5' });
+  t.like(judgeValue(0.012, { max: 0.05 }, { maxRatio: 1.2 }, 0.01), { phase: 'Passed', stableValue: 0.01 });
+  t.like(judgeValue(0.02, { max: 0.05 }, { maxRatio: 1.2 }, 0.01), { phase: 'Failed', message: '0.02 is 2× stable 0.01 (max 1.2×)' });
+  t.like(judgeValue(0.02, undefined, { maxRatio: 1.2 }, undefined), { phase: 'Inconclusive' });
+  t.like(judgeValue(0, undefined, { maxRatio: 1.2 }, 0), { phase: 'Passed' }, 'zero against zero is no regression');
+  t.like(judgeValue(0.001, undefined, { maxRatio: 1.2 }, 0), { phase: 'Failed' }, 'any errors against none is');
+});
+
+test('prediction agreement within a tolerance', (t) => {
+  t.like(judgeAgreement([[0.9, 0.1]], [[0.905, 0.1]], 0.01, 1), { phase: 'Passed', value: 1, samples: 2 });
+  t.like(judgeAgreement([0.9, 0.1, 0.5, 0.5], [0.9, 0.1, 0.5, 0.9], 0.01, 0.7), { phase: 'Passed', value: 0.75 });
+  t.like(judgeAgreement([0.9, 0.1, 0.5, 0.5], [0.9, 0.1, 0.5, 0.9], 0.01, 0.95), { phase: 'Failed' });
+  t.like(judgeAgreement(['cat', 'dog'], ['cat', 'dog']), { phase: 'Passed' }, 'labels compare by equality');
+  t.like(judgeAgreement([1, 2], [1]), { phase: 'Failed', message: 'canary returned 2 values, stable 1' });
+  t.like(judgeAgreement([], [1]), { phase: 'Failed' });
+});
+
+test('failures accumulate and failureLimit decides; due checks follow the interval and the step start', (t) => {
+  const check = { name: 'c', webhook: { url: 'http://x' }, failureLimit: 1 };
+  const r1 = recordResult(check, undefined, { phase: 'Failed', value: 3, message: 'HTTP 500' }, '2026-01-01T00:00:00.000Z');
+  t.false(checkFailed(check, r1));
+  const r2 = recordResult(check, r1, { phase: 'Passed', value: 200, message: 'ok' }, '2026-01-01T00:00:10.000Z');
+  t.is(r2.failures, 1);
+  const r3 = recordResult(check, r2, { phase: 'Failed', message: 'HTTP 500' }, '2026-01-01T00:00:20.000Z');
+  t.true(checkFailed(check, r3));
+  const at = Date.parse('2026-01-01T00:00:20.000Z');
+  t.deepEqual(dueChecks([check], [r3], at - 1000, at + 5_000, 30_000), [], 'measured this step, interval not over');
+  t.is(dueChecks([check], [r3], at - 1000, at + 30_000, 30_000).length, 1);
+  t.is(dueChecks([check], [r3], at + 1000, at + 2_000, 30_000).length, 1, 'a new step measures at once');
+  t.is(durationMs('1m30s', 0), 90_000);
+  t.is(durationMs('250ms', 0), 250);
+  t.is(durationMs(undefined, 7), 7);
+});
+
+test('PromQL variables are filled per revision', (t) => {
+  t.is(renderQuery('rate(x{namespace="{{namespace}}",revision="{{ revision }}",role="{{role}}",md="{{name}}"}[1m])', { namespace: 'risk', name: 'fraud', revision: 'abc', role: 'canary' }),
+    'rate(x{namespace="risk",revision="abc",role="canary",md="fraud"}[1m])');
+});
+
+test('a webhook gets the rollout context as JSON; 2xx passes, anything else fails, a hang times out', async (t) => {
+  const bodies: unknown[] = [];
+  let status = 204;
+  const server = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c: Buffer) => { raw += c.toString(); });
+    req.on('end', () => {
+      bodies.push(JSON.parse(raw));
+      if (status === 0) return; // hang
+      res.writeHead(status).end(status >= 400 ? 'eval accuracy 0.61 < 0.9' : '');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const check = { name: 'eval', webhook: { url: `http://127.0.0.1:${port}/run`, timeoutSeconds: 1 } };
+  t.like(await measureWebhook(check, { canary: { revision: 'abc' } }), { phase: 'Passed' });
+  t.deepEqual(bodies[0], { canary: { revision: 'abc' } });
+  status = 500;
+  t.like(await measureWebhook(check, {}), { phase: 'Failed', message: 'HTTP 500: eval accuracy 0.61 < 0.9' });
+  status = 0;
+  t.like(await measureWebhook(check, {}), { phase: 'Error' });
+  server.closeAllConnections();
+  server.close();
+});
