@@ -252,6 +252,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   let canaryTraffic = false;
   let stableReplicas = total;
   let canaryState: RevisionState | undefined;
+  let podResult: CheckResult | undefined;
   let degraded: Omit<Condition, 'lastTransitionTime'> | undefined;
   let progressing: Omit<Condition, 'lastTransitionTime'>;
   let phase: ModelDeploymentStatus['phase'] = 'Healthy';
@@ -347,6 +348,18 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     if (!failure && inconclusive.length && inconclusivePolicy === 'Rollback') {
       failure = { reason: 'RolledBack', message: `inconclusive analysis: ${inconclusive.map((r) => `${r.check}: ${r.message}`).join('; ')}` };
     }
+
+    // The built-in pod health check, reported beside the others.
+    const podCheck = md.spec.rollout?.analysis?.checks?.find((c) => c.podHealth)?.name ?? 'pods';
+    const podFailed = !!failure && /^(pod health|progress deadline|capacity)/.test(failure.message);
+    const podValue = `${canary.ready}/${wantCanary} ready${canary.trouble ? `, ${canary.trouble.reason}` : ''}`;
+    const podPhase = podFailed ? 'Failed' : canaryUp && !canary.trouble ? 'Passed' : 'Inconclusive';
+    const priorPod = (status.analysis?.results ?? []).find((r) => r.check === podCheck);
+    podResult = {
+      check: podCheck, phase: podPhase, passed: podPhase === 'Passed', value: podValue, failures: podFailed ? 1 : 0,
+      message: podFailed ? failure!.message : canary.trouble?.message ?? (canaryUp ? 'canary pods ready' : 'waiting for canary pods'),
+      at: priorPod && priorPod.phase === podPhase && priorPod.value === podValue ? priorPod.at ?? now : now,
+    };
 
     if (failure) {
       // ---- Roll back: traffic to stable first, the canary kept warm for scaleDownDelaySeconds, then removed.
@@ -521,7 +534,10 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   if (Object.keys(rollout).length) status.rollout = rollout;
   else delete status.rollout;
   // Results stay after the rollout ends: they are why it was promoted or rolled back.
-  if (ctx.analysis) status.analysis = { results: ctx.analysis };
+  if (ctx.analysis || podResult) {
+    const others = (ctx.analysis ?? status.analysis?.results ?? []).filter((r) => r.check !== podResult?.check);
+    status.analysis = { results: podResult ? [podResult, ...others] : others };
+  }
   status = JSON.parse(JSON.stringify(status)) as ModelDeploymentStatus;
   return { apply, delete: deletes, deleteServices, status, events, removeAnnotations, ...(requeue !== undefined && Number.isFinite(requeue) ? { requeueAfterMs: requeue } : {}) };
 }

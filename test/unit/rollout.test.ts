@@ -4,6 +4,7 @@ import test from 'ava';
 import { plan, type Plan } from '../../operator/modeldeployment/plan.js';
 import { splitReplicas } from '../../operator/modeldeployment/rollout/capacity.js';
 import { requestedOperations } from '../../operator/modeldeployment/rollout/operations.js';
+import { weightAt } from '../../operator/modeldeployment/rollout/steps.js';
 import { revisionHash } from '../../operator/api/revision.js';
 import type { CheckResult, ModelDeployment, RolloutSpec } from '../../operator/api/generated.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
@@ -195,6 +196,7 @@ test('a canary that never becomes ready is rolled back after the progress deadli
   const took = w.now - start;
   t.true(took >= 60_000 && took <= 70_000, `rolled back after ${took} ms`);
   t.regex(w.status.rejectedRevision?.reason ?? '', /progress deadline: 0\/2 canary replicas ready/);
+  t.like(w.status.analysis?.results?.find((r) => r.check === 'pods'), { phase: 'Failed', value: '0/2 ready', passed: false });
   t.like(w.cond('Degraded'), { status: 'True', reason: 'RolledBack' });
   t.is(w.status.phase, 'Degraded');
   t.is(w.status.readyReplicas, 2, 'stable kept all its ready replicas');
@@ -352,4 +354,57 @@ test('rollback under Shift: the canary keeps serving until stable has its replic
   w.tick();
   t.is(w.selector()['modelship.io/revision'], v1, 'stable back at 4 ready replicas: traffic is stable-only');
   t.false(w.status.retiring?.some((r) => r.draining) ?? false);
+});
+
+test('property: whatever the pods do and whoever presses what, the invariants hold', async (t) => {
+  const fc = await import('fast-check');
+  const action = fc.constantFrom('tick', 'slow-tick', 'promote', 'promote-full', 'abort', 'retry', 'new-version', 'fault', 'heal', 'pause', 'resume');
+  fc.assert(fc.property(
+    fc.integer({ min: 1, max: 6 }),
+    fc.constantFrom<'Surge' | 'Shift'>('Surge', 'Shift'),
+    fc.array(action, { minLength: 5, maxLength: 60 }),
+    (replicas, capacity, actions) => {
+      const steps = [{ setWeight: 25 }, { pause: { duration: '10s' } }, { setWeight: 60 }, { pause: {} }, { setWeight: 100 }];
+      const w = serving(replicas, { steps, capacity, progressDeadlineSeconds: 30 });
+      let version = 1;
+      let lastCanary = '';
+      let lastStep = -1;
+      for (const a of actions) {
+        const canary = w.status.canaryRevision?.hash ?? '';
+        if (a === 'promote' && canary) w.annotations['modelship.io/promote'] = canary;
+        if (a === 'promote-full' && canary) w.annotations['modelship.io/promote'] = `${canary}/full`;
+        if (a === 'abort' && canary) w.annotations['modelship.io/abort'] = canary;
+        if (a === 'retry' && w.status.rejectedRevision) w.annotations['modelship.io/retry'] = w.status.rejectedRevision.hash;
+        if (a === 'new-version') w.setVersion(String(++version));
+        if (a === 'fault') w.faults.set(w.hash, 'never-ready');
+        if (a === 'heal') w.faults.delete(w.hash);
+        if (a === 'pause') w.md.spec.paused = true;
+        if (a === 'resume') w.md.spec.paused = false;
+        const observedReady = new Map([...w.deployments].map(([h, d]) => [h, d.ready]));
+        w.tick(a === 'slow-tick' ? 20_000 : 1_000);
+        const s = w.status;
+        const stableHash = s.stableRevision!.hash;
+        // Surge never touches stable; Shift never takes it below its share at the step's weight.
+        const weight = s.canaryWeight ?? 0;
+        const stableReplicas = w.replicasOf(stableHash);
+        const declared = s.canaryRevision ? weightAt(steps, s.rollout?.step ?? 0) : 0;
+        if (capacity === 'Surge' || !s.canaryRevision) t.true(stableReplicas === replicas || !!s.retiring?.some((r) => r.draining), `stable ${stableReplicas}/${replicas}`);
+        else t.true(stableReplicas >= Math.ceil((replicas * (100 - declared)) / 100), `stable ${stableReplicas} at declared weight ${declared}`);
+        // No weight on a canary without ready pods.
+        if (weight > 0) t.true((observedReady.get(s.canaryRevision?.hash ?? '') ?? 0) > 0, 'weight without ready canary pods');
+        // The Service never points at a revision that is not stable while no canary takes traffic.
+        const pinned = w.selector()['modelship.io/revision'];
+        if (pinned) t.is(pinned, stableHash);
+        // Steps only move forward within one canary.
+        const step = s.rollout?.step ?? -1;
+        if (s.canaryRevision?.hash === lastCanary && lastCanary) t.true(step >= lastStep, `step went back from ${lastStep} to ${step}`);
+        lastCanary = s.canaryRevision?.hash ?? '';
+        lastStep = step;
+        // A rejected revision is never the canary.
+        if (s.rejectedRevision) t.not(s.canaryRevision?.hash, s.rejectedRevision.hash);
+        // History stays bounded and every entry has an outcome.
+        t.true((s.history?.length ?? 0) <= 10);
+      }
+    },
+  ), { numRuns: 150 });
 });
