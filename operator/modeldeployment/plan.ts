@@ -470,10 +470,9 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     canaryTraffic = true;
     soon(1_000);
   }
-  if (!canaryState || phase !== 'Paused') conditions = without(conditions, 'CapacityBlocked');
-  if (!canaryState || status.rollout?.pauseReason !== 'Inconclusive') {
-    if (!(canaryState && rollout.pauseReason === 'Inconclusive')) conditions = without(conditions, 'AnalysisInconclusive');
-  }
+  // These two exist only while they hold a canary.
+  if (!(canaryState && rollout.pauseReason === 'CapacityBlocked')) conditions = without(conditions, 'CapacityBlocked');
+  if (!(canaryState && rollout.pauseReason === 'Inconclusive')) conditions = without(conditions, 'AnalysisInconclusive');
   if (!canaryState) {
     delete status.canaryRevision;
     status.canaryWeight = 0;
