@@ -67,9 +67,14 @@ async function runOperator(argv: string[]): Promise<void> {
     const name = owner?.name ?? obj.metadata?.labels?.[instanceLabel];
     controller.enqueue(obj.metadata?.namespace, name);
   }
+  // Children are indexed by the ModelDeployment they belong to, so a reconcile never scans a namespace.
+  const byInstance = (obj: KubeObject) => {
+    const instance = obj.metadata?.labels?.[instanceLabel];
+    return instance ? `${obj.metadata?.namespace}/${instance}` : undefined;
+  };
   const informer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string) =>
     new Informer<T>(client, type, handlers, {
-      ...(labelSelector ? { labelSelector } : {}),
+      ...(labelSelector ? { labelSelector, indexBy: byInstance } : {}),
       onError: (err) => {
         metrics.watchErrors.inc({ resource: type.plural });
         log.warn('watch restarting', { resource: type.plural, error: err.message });

@@ -10,7 +10,7 @@ import type { Logger } from '../runtime/logger.js';
 import type { WriteExpectations } from '../runtime/expectations.js';
 import type { OperatorMetrics } from '../runtime/metrics.js';
 import { Resources } from '../runtime/resources.js';
-import { instanceLabel, revisionLabel } from './labels.js';
+import { revisionLabel } from './labels.js';
 import { plan, type Plan } from './plan.js';
 import { inClusterServiceUrl, runDueAnalysis, type ServiceUrl } from './analysis/run.js';
 import { requestedOperations } from './rollout/operations.js';
@@ -89,11 +89,11 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
 
   // Observe.
   const deployments = new Map<string, KubeObject>();
-  for (const d of caches.deployments.list(namespace)) {
+  for (const d of caches.deployments.byIndex(key)) {
     const hash = d.metadata?.labels?.[revisionLabel];
-    if (hash && d.metadata?.labels?.[instanceLabel] === name && ownedBy(md, d)) deployments.set(hash, d);
+    if (hash && ownedBy(md, d)) deployments.set(hash, d);
   }
-  const pods = caches.pods.list(namespace).filter((p) => p.metadata?.labels?.[instanceLabel] === name);
+  const pods = caches.pods.byIndex(key);
 
   // Decide.
   const externalMetricsAvailable = deps.externalMetricsAvailable?.();

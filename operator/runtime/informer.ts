@@ -22,6 +22,8 @@ export interface InformerOptions {
   stallMs?: number;
   onError?(err: Error): void;
   onRelist?(): void;
+  /** A secondary index (e.g. the owning object): reconciles read their children without scanning. */
+  indexBy?(obj: KubeObject): string | undefined;
 }
 
 export const objectKey = (obj: KubeObject) => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
@@ -33,6 +35,7 @@ function strip<T extends KubeObject>(obj: T): T {
 
 export class Informer<T extends KubeObject> {
   private readonly store = new Map<string, T>();
+  private readonly index = new Map<string, Set<string>>();
   private resourceVersion: string | undefined;
   private abort: AbortController | undefined;
   private stopped = false;
@@ -54,6 +57,35 @@ export class Informer<T extends KubeObject> {
 
   get(namespace: string | undefined, name: string): T | undefined {
     return this.store.get(`${namespace ?? ''}/${name}`);
+  }
+
+  /** Objects whose `indexBy` value is `value`. */
+  byIndex(value: string): T[] {
+    return [...(this.index.get(value) ?? [])].map((k) => this.store.get(k)).filter((o): o is T => o !== undefined);
+  }
+
+  private put(key: string, obj: T): void {
+    this.unindex(key);
+    this.store.set(key, obj);
+    const value = this.options.indexBy?.(obj);
+    if (value === undefined) return;
+    let keys = this.index.get(value);
+    if (!keys) this.index.set(value, (keys = new Set()));
+    keys.add(key);
+  }
+
+  private remove(key: string): void {
+    this.unindex(key);
+    this.store.delete(key);
+  }
+
+  private unindex(key: string): void {
+    const old = this.store.get(key);
+    const value = old ? this.options.indexBy?.(old) : undefined;
+    if (value === undefined) return;
+    const keys = this.index.get(value);
+    keys?.delete(key);
+    if (keys?.size === 0) this.index.delete(value);
   }
 
   list(namespace?: string): T[] {
@@ -128,7 +160,8 @@ export class Informer<T extends KubeObject> {
   private replaceStore(fresh: Map<string, T>): void {
     const old = new Map(this.store);
     this.store.clear();
-    for (const [k, v] of fresh) this.store.set(k, v);
+    this.index.clear();
+    for (const [k, v] of fresh) this.put(k, v);
     for (const [k, v] of fresh) {
       const prev = old.get(k);
       if (!prev || prev.metadata?.resourceVersion !== v.metadata?.resourceVersion) this.handlers.onUpsert?.(v, prev);
@@ -167,11 +200,11 @@ export class Informer<T extends KubeObject> {
         const key = objectKey(obj);
         if (type === 'DELETED') {
           const prev = this.store.get(key);
-          this.store.delete(key);
+          this.remove(key);
           this.handlers.onDelete?.(prev ?? obj);
         } else {
           const prev = this.store.get(key);
-          this.store.set(key, obj);
+          this.put(key, obj);
           this.handlers.onUpsert?.(obj, prev);
         }
       }, (err: unknown) => {
