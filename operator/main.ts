@@ -18,7 +18,7 @@ import { OperatorMetrics } from './runtime/metrics.js';
 import { Resources } from './runtime/resources.js';
 import { instanceLabel, managedSelector } from './modeldeployment/labels.js';
 import { reconcile, type ReconcilerDeps } from './modeldeployment/reconcile.js';
-import { serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
+import { AnalysisRunner, inClusterServiceUrl, serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
 
 async function runOperator(argv: string[]): Promise<void> {
   const env = process.env;
@@ -126,7 +126,10 @@ async function runOperator(argv: string[]): Promise<void> {
   const deps: ReconcilerDeps = {
     client, events, log, metrics, fetcherImage: values['fetcher-image'], caches, expectations,
     externalMetricsAvailable: () => externalMetrics,
-    ...(values['service-url-template'] ? { serviceUrl: serviceUrlFromTemplate(values['service-url-template']) } : {}),
+    analysis: new AnalysisRunner(
+      values['service-url-template'] ? serviceUrlFromTemplate(values['service-url-template']) : inClusterServiceUrl,
+      (namespace, name) => controller.enqueue(namespace, name),
+    ),
   };
 
   let synced = false;

@@ -12,7 +12,7 @@ import type { OperatorMetrics } from '../runtime/metrics.js';
 import { Resources } from '../runtime/resources.js';
 import { revisionLabel } from './labels.js';
 import { plan, type Plan } from './plan.js';
-import { inClusterServiceUrl, runDueAnalysis, type ServiceUrl } from './analysis/run.js';
+import type { AnalysisRunner } from './analysis/run.js';
 import { requestedOperations } from './rollout/operations.js';
 import { setCondition, statusEquals } from './status.js';
 
@@ -36,8 +36,8 @@ export interface ReconcilerDeps {
     httpRoutes?: Informer<KubeObject>;
   };
   metrics?: OperatorMetrics;
-  /** How the operator reaches a Service for analysis requests; in-cluster DNS by default. */
-  serviceUrl?: ServiceUrl;
+  /** Rollout analysis, measured in the background. */
+  analysis: AnalysisRunner;
   /** Our last status write per key, until the cache has caught up with it. */
   expectations: WriteExpectations;
   now?: () => Date;
@@ -97,7 +97,7 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
 
   // Decide.
   const externalMetricsAvailable = deps.externalMetricsAvailable?.();
-  const analysis = await runDueAnalysis(md, now, deps.serviceUrl ?? inClusterServiceUrl);
+  const analysis = deps.analysis.poll(md, now);
   let decision: Plan = plan(md, { deployments, pods }, {
     fetcherImage: deps.fetcherImage, now, ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
     ...(analysis ? { analysis } : {}),

@@ -70,3 +70,32 @@ test('a webhook gets the rollout context as JSON; 2xx passes, anything else fail
   server.closeAllConnections();
   server.close();
 });
+
+test('analysis runs in the background: a poll never waits for a slow check, and the finished run is picked up next', async (t) => {
+  const { AnalysisRunner } = await import('../../operator/modeldeployment/analysis/run.js');
+  const { revisionHash } = await import('../../operator/api/revision.js');
+  const { modelDeployment } = await import('../support/builders.js');
+  const md = modelDeployment('fraud', 'risk');
+  md.spec.rollout = { analysis: { interval: '30s', checks: [{ name: 'eval', webhook: { url: 'http://evals.example/run' } }] } };
+  const stepStartedAt = '2026-11-26T10:00:00.000Z';
+  md.status = { canaryRevision: { hash: revisionHash(md.spec) }, stableRevision: { hash: 'old' }, rollout: { step: 0, stepStartedAt } };
+  let release!: () => void;
+  const measured = new Promise<void>((r) => { release = r; });
+  let runs = 0;
+  const finishedFor: string[] = [];
+  const runner = new AnalysisRunner(() => 'http://x', (ns, name) => finishedFor.push(`${ns}/${name}`), async (_view, now) => {
+    runs++;
+    await measured;
+    return [{ check: 'eval', phase: 'Passed', passed: true, failures: 0, message: 'HTTP 200', at: now.toISOString() }];
+  });
+  const now = new Date('2026-11-26T10:00:01.000Z');
+  const started = Date.now();
+  t.deepEqual(runner.poll(md, now), [], 'nothing measured yet; the poll returns at once');
+  t.true(Date.now() - started < 50);
+  runner.poll(md, now);
+  t.is(runs, 1, 'one run at a time per ModelDeployment');
+  release();
+  await new Promise((r) => setTimeout(r, 10));
+  t.deepEqual(finishedFor, ['risk/fraud'], 'the finished run enqueues the object');
+  t.like(runner.poll(md, now)?.[0], { check: 'eval', phase: 'Passed' });
+});

@@ -58,3 +58,61 @@ export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl:
     return m ? recordResult(c, old, m, at) : old;
   }).filter((r): r is CheckResult => !!r);
 }
+
+interface Finished {
+  canary: string;
+  stepStartedAt: string | undefined;
+  results: CheckResult[];
+}
+
+/**
+ * Runs analysis in the background so a slow check (a webhook may take minutes) never holds a reconcile
+ * worker. A reconcile polls: it gets the results of a run that finished since the last poll (then
+ * writes them to status), and starts the checks that are due. When a run finishes, `onFinished`
+ * enqueues the ModelDeployment. A run lost in a restart is simply measured again.
+ */
+export class AnalysisRunner {
+  private readonly inFlight = new Set<string>();
+  private readonly finished = new Map<string, Finished>();
+
+  constructor(
+    private readonly serviceUrl: ServiceUrl,
+    private readonly onFinished: (namespace: string, name: string) => void,
+    private readonly measure: typeof runDueAnalysis = runDueAnalysis,
+  ) {}
+
+  /** The results to decide with now: the newest finished run's, else what status holds. */
+  poll(md: ModelDeployment, now: Date): CheckResult[] | undefined {
+    const { namespace = '', name = '' } = md.metadata ?? {};
+    const key = `${namespace}/${name}`;
+    const status = md.status ?? {};
+    const canary = status.canaryRevision?.hash;
+    if (!canary || canary !== revisionHash(md.spec) || status.rejectedRevision?.hash === canary) {
+      this.finished.delete(key);
+      return undefined;
+    }
+    const done = this.finished.get(key);
+    this.finished.delete(key);
+    // A run for another canary or an earlier step is stale: its results do not describe this one.
+    const fresh = done && done.canary === canary && done.stepStartedAt === status.rollout?.stepStartedAt ? done.results : undefined;
+    const current = fresh ?? status.analysis?.results?.filter((r) => analysisChecks(md.spec).some((c) => c.name === r.check)) ?? [];
+    const view: ModelDeployment = { ...md, status: { ...status, analysis: { results: current } } };
+    const checks = analysisChecks(md.spec);
+    const since = status.rollout?.stepStartedAt ? Date.parse(status.rollout.stepStartedAt) : now.getTime();
+    const interval = durationMs(md.spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs);
+    if (!this.inFlight.has(key) && dueChecks(checks, current, since, now.getTime(), interval).length > 0) {
+      this.inFlight.add(key);
+      void this.measure(view, now, this.serviceUrl).then((results) => {
+        if (results) this.finished.set(key, { canary, stepStartedAt: status.rollout?.stepStartedAt, results });
+      }).finally(() => {
+        this.inFlight.delete(key);
+        this.onFinished(namespace, name);
+      });
+    }
+    return current;
+  }
+
+  forget(key: string): void {
+    this.finished.delete(key);
+  }
+}
