@@ -439,7 +439,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
         apply.push(desiredDeployment({ md, hash: canaryHash, runtime: canary.runtime, role: 'stable', replicas: total, fetcherImage: ctx.fetcherImage }));
       } else {
         const stepText = i < n ? `step ${i + 1}/${n}: ${describeStep(activeSteps, i)}` : n ? 'all steps done, waiting for full canary capacity' : `${canary.ready}/${total} replicas ready`;
-        const heldText = held === 'Paused' ? ' (paused by spec.paused)' : held === 'ManualGate' ? ' (waiting for promote)' : held === 'Inconclusive' ? ` (analysis inconclusive: ${inconclusive.map((r) => r.message).join('; ')})` : held === 'CapacityBlocked' ? ` (blocked: ${canary.trouble?.message ?? ''})` : '';
+        const heldText = held === 'Paused' ? ' (paused by spec.paused)' : held === 'Inconclusive' ? ` (analysis inconclusive: ${inconclusive.map((r) => r.message).join('; ')})` : held === 'CapacityBlocked' ? ` (blocked: ${canary.trouble?.message ?? ''})` : '';
         progressing = condition('Progressing', 'True', held && held !== 'Timed' ? held : 'CanaryStep', `${stepText} to ${canaryHash} (model ${md.spec.model.version})${heldText}`, generation);
         phase = held && held !== 'Timed' ? 'Paused' : 'Progressing';
         // Timers: the next analysis, and the progress deadline.
@@ -475,7 +475,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   if (!(canaryState && rollout.pauseReason === 'Inconclusive')) conditions = without(conditions, 'AnalysisInconclusive');
   if (!canaryState) {
     delete status.canaryRevision;
-    status.canaryWeight = 0;
+    delete status.canaryWeight;
     delete status.mirrorWeight;
   }
 
