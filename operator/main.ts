@@ -10,7 +10,7 @@ import { Controller } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
 import { WriteExpectations } from './runtime/expectations.js';
 import { startHealthServer } from './runtime/health.js';
-import { Informer, type InformerHandlers } from './runtime/informer.js';
+import { Informer, NamespacedInformers, type InformerHandlers, type ObjectCache } from './runtime/informer.js';
 import { ApiError, KubeClient, type KubeObject, type ResourceType } from './runtime/kube.js';
 import { LeaderElector, defaultLeaderTimings } from './runtime/leader.js';
 import { createLogger } from './runtime/logger.js';
@@ -34,6 +34,7 @@ async function runOperator(argv: string[]): Promise<void> {
       'fetcher-image': { type: 'string', default: env.MODELSHIP_FETCHER_IMAGE ?? 'ghcr.io/modelship/modelship:0.1.0' },
       'resync-seconds': { type: 'string', default: env.MODELSHIP_RESYNC_SECONDS ?? '600' },
       'service-url-template': { type: 'string', default: env.MODELSHIP_SERVICE_URL_TEMPLATE ?? '' },
+      'watch-namespaces': { type: 'string', default: env.MODELSHIP_WATCH_NAMESPACES ?? '' },
     },
   });
   const log = createLogger();
@@ -72,8 +73,16 @@ async function runOperator(argv: string[]): Promise<void> {
     const instance = obj.metadata?.labels?.[instanceLabel];
     return instance ? `${obj.metadata?.namespace}/${instance}` : undefined;
   };
-  const informer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string) =>
+  // Empty: the whole cluster. Otherwise only these namespaces, each with its own watches, which is all
+  // a namespaced RBAC (the chart's watchNamespaces) allows.
+  const watchNamespaces = values['watch-namespaces'].split(',').map((n) => n.trim()).filter(Boolean);
+  const informer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string): ObjectCache<T> =>
+    watchNamespaces.length
+      ? new NamespacedInformers<T>(type, watchNamespaces, (namespace) => oneInformer(type, handlers, labelSelector, namespace))
+      : oneInformer(type, handlers, labelSelector);
+  const oneInformer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string, namespace?: string) =>
     new Informer<T>(client, type, handlers, {
+      ...(namespace ? { namespace } : {}),
       ...(labelSelector ? { labelSelector, indexBy: byInstance } : {}),
       onError: (err) => {
         metrics.watchErrors.inc({ resource: type.plural });
@@ -136,7 +145,7 @@ async function runOperator(argv: string[]): Promise<void> {
   let lastTick = Date.now();
   const tick = setInterval(() => {
     lastTick = Date.now();
-    for (const c of Object.values(caches) as Informer<KubeObject>[]) metrics.cacheObjects.set({ resource: c.type.plural }, c.size);
+    for (const c of Object.values(caches) as ObjectCache<KubeObject>[]) metrics.cacheObjects.set({ resource: c.type.plural }, c.size);
   }, 1000);
   const server = await startHealthServer(Number(values['metrics-port']), values['metrics-host'], metrics.registry, {
     live: () => Date.now() - lastTick < 30_000,
@@ -152,9 +161,9 @@ async function runOperator(argv: string[]): Promise<void> {
 
   let resync: NodeJS.Timeout | undefined;
   const startCaches = async () => {
-    await Promise.all(Object.values(caches).map((c: Informer<KubeObject>) => c.start()));
+    await Promise.all(Object.values(caches).map((c: ObjectCache<KubeObject>) => c.start()));
     synced = true;
-    log.info('caches synced', Object.fromEntries(Object.entries(caches).map(([k, c]: [string, Informer<KubeObject>]) => [k, c.size])));
+    log.info('caches synced', Object.fromEntries(Object.entries(caches).map(([k, c]: [string, ObjectCache<KubeObject>]) => [k, c.size])));
   };
   const startLeading = () => {
     metrics.leader.set(1);
@@ -177,7 +186,7 @@ async function runOperator(argv: string[]): Promise<void> {
     clearInterval(tick);
     await controller.stop();
     await elector?.stop();
-    for (const c of Object.values(caches) as Informer<KubeObject>[]) c.stop();
+    for (const c of Object.values(caches) as ObjectCache<KubeObject>[]) c.stop();
     server.close();
     metrics.leader.set(0);
     process.exit(code);

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import type { ModelDeployment } from '../api/generated.js';
 import { canonicalJson } from '../api/revision.js';
 import type { EventRecorder } from '../runtime/events.js';
-import type { Informer } from '../runtime/informer.js';
+import type { ObjectCache } from '../runtime/informer.js';
 import { isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
 import type { Logger } from '../runtime/logger.js';
 import type { WriteExpectations } from '../runtime/expectations.js';
@@ -27,13 +27,13 @@ export interface ReconcilerDeps {
   /** Refreshed by the manager; undefined until first known. */
   externalMetricsAvailable?: () => boolean | undefined;
   caches: {
-    modelDeployments: Informer<ModelDeployment & KubeObject>;
-    deployments: Informer<KubeObject>;
-    services: Informer<KubeObject>;
-    hpas: Informer<KubeObject>;
-    pods: Informer<KubeObject>;
+    modelDeployments: ObjectCache<ModelDeployment & KubeObject>;
+    deployments: ObjectCache<KubeObject>;
+    services: ObjectCache<KubeObject>;
+    hpas: ObjectCache<KubeObject>;
+    pods: ObjectCache<KubeObject>;
     /** Present only when the cluster serves the Gateway API. */
-    httpRoutes?: Informer<KubeObject>;
+    httpRoutes?: ObjectCache<KubeObject>;
   };
   metrics?: OperatorMetrics;
   /** Rollout analysis, measured in the background. */

@@ -222,3 +222,52 @@ export class Informer<T extends KubeObject> {
     }
   }
 }
+
+/** What reconcilers read: one informer, or one per watched namespace behind the same face. */
+export interface ObjectCache<T extends KubeObject> {
+  readonly type: ResourceType;
+  readonly size: number;
+  get(namespace: string | undefined, name: string): T | undefined;
+  list(namespace?: string): T[];
+  byIndex(value: string): T[];
+  start(): Promise<void>;
+  stop(): void;
+}
+
+/**
+ * One informer per namespace, for an operator limited to `watchNamespaces` (its RBAC allows nothing
+ * cluster-wide). Keys and index values carry the namespace, so lookups go to one informer.
+ */
+export class NamespacedInformers<T extends KubeObject> implements ObjectCache<T> {
+  private readonly byNamespace: Map<string, Informer<T>>;
+
+  constructor(readonly type: ResourceType, namespaces: string[], make: (namespace: string) => Informer<T>) {
+    this.byNamespace = new Map(namespaces.map((ns) => [ns, make(ns)]));
+  }
+
+  get size(): number {
+    return [...this.byNamespace.values()].reduce((n, i) => n + i.size, 0);
+  }
+
+  get(namespace: string | undefined, name: string): T | undefined {
+    return namespace === undefined ? undefined : this.byNamespace.get(namespace)?.get(namespace, name);
+  }
+
+  list(namespace?: string): T[] {
+    if (namespace !== undefined) return this.byNamespace.get(namespace)?.list(namespace) ?? [];
+    return [...this.byNamespace.values()].flatMap((i) => i.list());
+  }
+
+  byIndex(value: string): T[] {
+    const namespace = value.slice(0, value.indexOf('/'));
+    return this.byNamespace.get(namespace)?.byIndex(value) ?? [];
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([...this.byNamespace.values()].map((i) => i.start()));
+  }
+
+  stop(): void {
+    for (const i of this.byNamespace.values()) i.stop();
+  }
+}
