@@ -29,8 +29,9 @@ build: deps ## compile TypeScript to dist/
 	npm run --silent build
 
 .PHONY: generate
-generate: deps ## regenerate operator/api/generated.ts from the CRD
+generate: deps ## regenerate operator/api/generated.ts and the chart's CRD copy from crds/
 	node --import tsx hack/generate-types.ts
+	cp crds/modeldeployments.modelship.io.yaml charts/modelship/crds/
 
 .PHONY: lint
 lint: deps
