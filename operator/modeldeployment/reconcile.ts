@@ -5,7 +5,7 @@ import type { ModelDeployment } from '../api/generated.js';
 import { canonicalJson } from '../api/revision.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { ObjectCache } from '../runtime/informer.js';
-import { isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
+import { ApiError, isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
 import type { Logger } from '../runtime/logger.js';
 import type { WriteExpectations } from '../runtime/expectations.js';
 import type { OperatorMetrics } from '../runtime/metrics.js';
@@ -120,6 +120,8 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
       writes++;
       log.info('applied', { kind: desired.kind, name: desired.metadata!.name, reason: live ? 'changed' : 'missing' });
     } catch (err) {
+      // The namespace is being deleted, and this ModelDeployment with it: nothing to retry.
+      if (err instanceof ApiError && err.code === 403 && /being terminated/.test(err.message)) return { writes };
       if (!isInvalid(err)) throw err;
       // The apiserver refused what we built from the spec (e.g. an invalid affinity): a spec problem.
       const message = `${desired.kind} ${desired.metadata!.name}: ${(err as Error).message}`;
