@@ -57,3 +57,11 @@ cluster-down: ## stop the operator started by make run, and the local control pl
 .PHONY: run
 run: build cluster ## start the control plane, then the operator, and apply the quickstart
 	@CLUSTER_DIR=$(CLUSTER_DIR) hack/run.sh
+
+IMAGE ?= ghcr.io/modelship/modelship:0.1.0
+CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
+
+.PHONY: image
+image: ## build the operator image (needs docker or podman)
+	@[ -n "$(CONTAINER_ENGINE)" ] || { echo "make image needs docker or podman"; exit 1; }
+	$(CONTAINER_ENGINE) build -t $(IMAGE) .

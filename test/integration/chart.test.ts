@@ -84,6 +84,23 @@ test('edited values: watchNamespaces gives a Role per namespace and no ClusterRo
   t.is((objects.find((o) => o.kind === 'Deployment') as any).spec.replicas, 3);
 });
 
+test('optional monitoring: a ServiceMonitor, alert rules that promtool accepts, and a NetworkPolicy', async (t) => {
+  const objects = await render('metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'networkPolicy.enabled=true');
+  t.truthy(objects.find((o) => o.kind === 'ServiceMonitor'));
+  t.truthy(objects.find((o) => o.kind === 'NetworkPolicy'));
+  const rule = objects.find((o) => o.kind === 'PrometheusRule') as any;
+  t.deepEqual(rule.spec.groups[0].rules.map((r: any) => r.alert), ['ModelshipRollback', 'ModelshipRolloutStuck', 'ModelshipReconcileErrors', 'ModelshipOperatorDown']);
+  const file = join(testCluster().state.dir, 'modelship-rules.yaml');
+  writeFileSync(file, yaml.dump({ groups: rule.spec.groups }));
+  const check = await new Promise<{ code: number; out: string }>((resolve) => {
+    execFile('promtool', ['check', 'rules', file], (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr }));
+  });
+  t.is(check.code, 0, check.out);
+  t.regex(check.out, /SUCCESS: 4 rules found/);
+  const defaults = await render();
+  t.falsy(defaults.find((o) => ['ServiceMonitor', 'PrometheusRule', 'NetworkPolicy'].includes(o.kind!)), 'all off by default');
+});
+
 test('values.schema.json accepts good values and refuses bad ones', async (t) => {
   const schema = JSON.parse(readFileSync(join(chart, 'values.schema.json'), 'utf8')) as object;
   const validate = new Ajv({ strict: false }).compile(schema);
