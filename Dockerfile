@@ -1,5 +1,5 @@
 # One image for the operator and for `modelship fetch` (the model fetcher init container).
-# Build: make image (needs a container engine; the development machine of this project has none).
+# Build: make image (needs docker or podman).
 FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
