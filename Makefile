@@ -29,8 +29,9 @@ build: deps ## compile TypeScript to dist/
 	npm run --silent build
 
 .PHONY: generate
-generate: deps ## regenerate operator/api/generated.ts and the chart's CRD copy from crds/
+generate: deps ## regenerate the TypeScript types, the API reference and the chart's CRD copy from crds/
 	node --import tsx hack/generate-types.ts
+	node --import tsx hack/generate-api-docs.ts
 	cp crds/modeldeployments.modelship.io.yaml charts/modelship/crds/
 
 .PHONY: lint
