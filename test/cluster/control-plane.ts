@@ -34,18 +34,24 @@ export interface ControlPlaneOptions {
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), '../../..');
 
+/**
+ * A free loopback port below the kernel's ephemeral range (32768+ on Linux), so that the outgoing
+ * connections of busy tests can never take it between this check and the component binding it.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (await canBind(port)) return port;
+  }
+  throw new Error('no free port in 20000-31999');
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolvePort) => {
     const server = createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === 'object') resolvePort(address.port);
-        else reject(new Error('no port'));
-      });
-    });
+    server.once('error', () => resolvePort(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolvePort(true)));
   });
 }
 
