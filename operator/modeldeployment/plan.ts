@@ -513,7 +513,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   retiring = retiring.filter((r) => obs.deployments.has(r.hash) && !deletes.some((d) => d.metadata?.labels?.[revisionLabel] === r.hash));
 
   // ---- Status.
-  const servingState = servingHash ? (servingHash === canaryState?.hash ? canaryState : revisionState(md, servingHash, obs)) : undefined;
+  const servingState = servingHash === stableHash ? stable : servingHash === canaryState?.hash ? canaryState : servingHash ? revisionState(md, servingHash, obs) : undefined;
   const stableReady = servingState?.ready ?? 0;
   status.readyReplicas = stableReady + (canaryState && canaryTraffic ? canaryState.ready : 0);
   if (servingHash && stable) {

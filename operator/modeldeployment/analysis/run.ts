@@ -19,12 +19,19 @@ export function serviceUrlFromTemplate(template: string): ServiceUrl {
   return (namespace, service, port) => template.replaceAll('{namespace}', namespace).replaceAll('{service}', service).replaceAll('{port}', String(port));
 }
 
+/** The canary whose rollout is being analysed: the current spec's revision, neither promoted nor rejected. */
+function canaryUnderAnalysis(md: ModelDeployment): string | undefined {
+  const status = md.status ?? {};
+  const canary = status.canaryRevision?.hash;
+  return canary && canary === revisionHash(md.spec) && status.rejectedRevision?.hash !== canary ? canary : undefined;
+}
+
 /** Results for the canary now, or undefined when no canary is being analysed. */
 export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl: ServiceUrl): Promise<CheckResult[] | undefined> {
   const status = md.status ?? {};
-  const canary = status.canaryRevision?.hash;
+  const canary = canaryUnderAnalysis(md);
   const stable = status.stableRevision?.hash;
-  if (!canary || canary !== revisionHash(md.spec) || status.rejectedRevision?.hash === canary) return undefined;
+  if (!canary) return undefined;
   const prior = status.analysis?.results ?? [];
   const checks = analysisChecks(md.spec);
   const since = status.rollout?.stepStartedAt ? Date.parse(status.rollout.stepStartedAt) : now.getTime();
@@ -86,8 +93,8 @@ export class AnalysisRunner {
     const { namespace = '', name = '' } = md.metadata ?? {};
     const key = `${namespace}/${name}`;
     const status = md.status ?? {};
-    const canary = status.canaryRevision?.hash;
-    if (!canary || canary !== revisionHash(md.spec) || status.rejectedRevision?.hash === canary) {
+    const canary = canaryUnderAnalysis(md);
+    if (!canary) {
       this.finished.delete(key);
       return undefined;
     }
@@ -95,9 +102,9 @@ export class AnalysisRunner {
     this.finished.delete(key);
     // A run for another canary or an earlier step is stale: its results do not describe this one.
     const fresh = done && done.canary === canary && done.stepStartedAt === status.rollout?.stepStartedAt ? done.results : undefined;
-    const current = fresh ?? status.analysis?.results?.filter((r) => analysisChecks(md.spec).some((c) => c.name === r.check)) ?? [];
-    const view: ModelDeployment = { ...md, status: { ...status, analysis: { results: current } } };
     const checks = analysisChecks(md.spec);
+    const current = fresh ?? status.analysis?.results?.filter((r) => checks.some((c) => c.name === r.check)) ?? [];
+    const view: ModelDeployment = { ...md, status: { ...status, analysis: { results: current } } };
     const since = status.rollout?.stepStartedAt ? Date.parse(status.rollout.stepStartedAt) : now.getTime();
     const interval = durationMs(md.spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs);
     if (!this.inFlight.has(key) && dueChecks(checks, current, since, now.getTime(), interval).length > 0) {
