@@ -19,6 +19,7 @@ import { Resources } from './runtime/resources.js';
 import { instanceLabel, managedSelector } from './modeldeployment/labels.js';
 import { reconcile, type ReconcilerDeps } from './modeldeployment/reconcile.js';
 import { AnalysisRunner, inClusterServiceUrl, serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
+import { MonitoringRunner } from './modeldeployment/monitoring/run.js';
 
 async function runOperator(argv: string[]): Promise<void> {
   const env = process.env;
@@ -132,13 +133,12 @@ async function runOperator(argv: string[]): Promise<void> {
       if (err instanceof ApiError && err.code === 404) externalMetrics = false;
     }
   };
+  const serviceUrl = values['service-url-template'] ? serviceUrlFromTemplate(values['service-url-template']) : inClusterServiceUrl;
   const deps: ReconcilerDeps = {
     client, events, log, metrics, fetcherImage: values['fetcher-image'], caches, expectations,
     externalMetricsAvailable: () => externalMetrics,
-    analysis: new AnalysisRunner(
-      values['service-url-template'] ? serviceUrlFromTemplate(values['service-url-template']) : inClusterServiceUrl,
-      (namespace, name) => controller.enqueue(namespace, name),
-    ),
+    analysis: new AnalysisRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),
+    monitoring: new MonitoringRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),
   };
 
   let synced = false;

@@ -287,18 +287,36 @@ export interface StableComparison {
   maxRatio?: number;
   minRatio?: number;
 }
+/**
+ * Keeps judging the stable revision after promotion, for as long as it serves.
+ */
 export interface MonitoringSpec {
   interval?: string;
   /**
+   * @minItems 1
    * @maxItems 16
    */
   checks?: Check[];
+  /**
+   * Alert: Drifting condition, Event, metric and webhook. Rollback: all of that, then traffic and capacity return to the previous promoted revision.
+   */
   onFailure?: 'Alert' | 'Rollback';
+  /**
+   * What an empty or too thin window means. Hold: no verdict, Drifting keeps its status. Fail: it counts as a failed measurement.
+   */
+  inconclusive?: 'Hold' | 'Fail';
   webhook?: MonitoringWebhook;
 }
+/**
+ * Called once on each transition of Drifting (with retries and backoff), with the context as JSON.
+ */
 export interface MonitoringWebhook {
   url: string;
   timeoutSeconds?: number;
+  headers?: {
+    [k: string]: string;
+  };
+  maxAttempts?: number;
 }
 export interface ModelDeploymentStatus {
   observedGeneration?: number;
@@ -354,6 +372,10 @@ export interface RolloutStatus {
   startedAt?: string;
   stepStartedAt?: string;
   pauseReason?: '' | 'ManualGate' | 'Inconclusive' | 'CapacityBlocked' | 'Paused' | 'Timed';
+  /**
+   * The canary is an earlier promoted revision that monitoring brought back (onFailure Rollback).
+   */
+  restoring?: boolean;
   lastOperation?: OperationRecord;
 }
 export interface OperationRecord {
@@ -380,11 +402,55 @@ export interface CheckResult {
   at?: string;
 }
 export interface MonitoringStatus {
+  /**
+   * The stable revision these results and baselines describe.
+   */
+  revision?: string;
   baselineCapturedAt?: string;
+  /**
+   * Per drift check, the histogram captured when the revision was promoted (or on request).
+   *
+   * @maxItems 16
+   */
+  baselines?: DriftBaseline[];
   /**
    * @maxItems 32
    */
   results?: CheckResult[];
+  /**
+   * The last Drifting status the webhook was told about (True or False).
+   */
+  notified?: 'True' | 'False';
+  notification?: PendingNotification;
+}
+export interface DriftBaseline {
+  check: string;
+  capturedAt?: string;
+  window?: string;
+  samples?: number;
+  /**
+   * Observations per bucket (not cumulative), keyed by the bucket's upper bound.
+   *
+   * @maxItems 64
+   */
+  buckets: BucketCount[];
+}
+export interface BucketCount {
+  le: string;
+  count: number;
+}
+/**
+ * A transition the webhook has not acknowledged yet; retried with backoff.
+ */
+export interface PendingNotification {
+  drifting: 'True' | 'False';
+  check?: string;
+  value?: string;
+  message?: string;
+  at?: string;
+  attempts?: number;
+  nextAttemptAt?: string;
+  lastError?: string;
 }
 export interface RetiringRevision {
   hash: string;

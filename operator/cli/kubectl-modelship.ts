@@ -9,7 +9,7 @@ import yaml from 'js-yaml';
 import type { ModelDeployment, ModelDeploymentSpec } from '../api/generated.js';
 import { ApiError, KubeClient, apiPath, type KubeList } from '../runtime/kube.js';
 import { Resources } from '../runtime/resources.js';
-import { abortAnnotation, promoteAnnotation, retryAnnotation } from '../modeldeployment/rollout/operations.js';
+import { abortAnnotation, captureBaselineAnnotation, promoteAnnotation, retryAnnotation } from '../modeldeployment/rollout/operations.js';
 import { historyView, listView, numberedHistory, statusView } from './plugin-view.js';
 
 /** Distinct exit codes, so scripts can tell what went wrong. */
@@ -29,6 +29,7 @@ Usage:
   kubectl modelship promote NAME [--full]             release the current step or gate (--full: skip to 100%)
   kubectl modelship abort NAME                        send all traffic back to stable and reject the canary
   kubectl modelship retry NAME                        roll out the rejected revision again
+  kubectl modelship capture-baseline NAME             monitoring: capture the drift baselines again from the live window
   kubectl modelship pause NAME | resume NAME          hold or continue a rollout (spec.paused)
   kubectl modelship history NAME                      revisions, newest last
   kubectl modelship rollback NAME --to-revision N     put history entry N's model, runtime, resources and scheduling back in the spec
@@ -184,6 +185,15 @@ async function dispatch(client: KubeClient, command: string, name: string, opts:
       if (!rejected) throw new PluginError(`${name} has no rejected revision to retry`, ExitCode.precondition);
       await annotate(retryAnnotation, rejected);
       process.stdout.write(`retry of revision ${rejected} requested on modeldeployment/${name}\n`);
+      return ExitCode.ok;
+    }
+    case 'capture-baseline': {
+      const md = await get();
+      const stable = md.status?.stableRevision?.hash;
+      if (!md.spec.monitoring?.checks?.some((c) => c.drift)) throw new PluginError(`${name} has no drift check in spec.monitoring`, ExitCode.precondition);
+      if (!stable || md.status?.canaryRevision) throw new PluginError(`${name} is not monitoring now (a rollout is in progress or nothing serves yet)`, ExitCode.precondition);
+      await annotate(captureBaselineAnnotation, stable);
+      process.stdout.write(`new drift baselines requested for revision ${stable} on modeldeployment/${name}\n`);
       return ExitCode.ok;
     }
     case 'pause':

@@ -73,6 +73,14 @@ export function statusView(md: ModelDeployment, now: Date): string {
   if (s.rejectedRevision) lines.push(`Rejected:      ${s.rejectedRevision.hash} (model ${s.rejectedRevision.modelVersion}): ${s.rejectedRevision.reason}  — retry with: kubectl modelship retry ${md.metadata?.name}`);
   const results = s.analysis?.results ?? [];
   if (results.length) lines.push('Analysis:', ...results.map(resultLine));
+  const monitoring = s.monitoring;
+  if (md.spec.monitoring?.checks?.length && monitoring) {
+    const baseline = monitoring.baselineCapturedAt ? `, baseline from ${age(monitoring.baselineCapturedAt, now)} ago` : '';
+    lines.push(`Monitoring:    revision ${monitoring.revision ?? '-'}, every ${md.spec.monitoring.interval ?? '1m'}, on failure ${md.spec.monitoring.onFailure ?? 'Alert'}${baseline}`);
+    lines.push(...(monitoring.results ?? []).map(resultLine));
+    const n = monitoring.notification;
+    if (n) lines.push(`Webhook:       telling Drifting=${n.drifting}, attempt ${(n.attempts ?? 0) + 1}${n.lastError ? ` (last: ${n.lastError})` : ''}`);
+  }
   for (const c of s.conditions ?? []) {
     if (['CapacityBlocked', 'AnalysisInconclusive', 'AutoscalingReady', 'Drifting'].includes(c.type) && c.status !== (c.type === 'AutoscalingReady' ? 'True' : 'False')) {
       lines.push(`${`${c.type}:`.padEnd(15)}${c.reason}: ${c.message}`);

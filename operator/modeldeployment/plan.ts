@@ -17,6 +17,7 @@ import { resolveRuntime, type ResolvedRuntime } from './resolve.js';
 import { replicaRatioWeight, splitReplicas } from './rollout/capacity.js';
 import type { Operation } from './rollout/operations.js';
 import { describeStep, mirrorAt, weightAt } from './rollout/steps.js';
+import { decideMonitoring, type MonitoringInput } from './monitoring/decide.js';
 import { observeDeployment, podTrouble, setCondition, type DeploymentObservation, type PodTrouble } from './status.js';
 
 export interface Observations {
@@ -54,6 +55,8 @@ export interface PlanContext {
   operations?: Operation[];
   /** Whether the cluster serves HTTPRoutes (gateway.networking.k8s.io/v1). */
   gatewayApiAvailable?: boolean;
+  /** Monitoring results for the stable revision, including measurements taken just now. */
+  monitoring?: MonitoringInput;
 }
 
 export const defaultAnalysisIntervalMs = 30_000;
@@ -218,7 +221,6 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   let requeue: number | undefined;
   const soon = (ms: number) => { requeue = Math.max(50, Math.min(requeue ?? Number.POSITIVE_INFINITY, ms)); };
 
-  let canaryHash: string | undefined = stableHash === hash || !stable ? undefined : hash;
   // Retry lifts a rejection; any other operation on a rejected or unknown revision is refused.
   for (const op of operations) {
     if (op.kind === 'retry') {
@@ -230,6 +232,10 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       }
     }
   }
+  // Monitoring rejected the revision the spec asks for and brings back an earlier promoted one, which
+  // rolls out like a canary (no steps: it was promoted recently) until it is ready and serves.
+  const restoring = prior.rollout?.restoring && prior.canaryRevision && status.rejectedRevision?.hash === hash ? prior.canaryRevision.hash : undefined;
+  let canaryHash: string | undefined = restoring ?? (stableHash === hash || !stable ? undefined : hash);
   const rejected = canaryHash !== undefined && status.rejectedRevision?.hash === canaryHash;
   if (rejected) canaryHash = undefined;
 
@@ -285,7 +291,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     if (target.trouble && reason !== prior.conditions?.find((c) => c.type === 'Ready')?.reason) events.push({ type: 'Warning', reason: target.trouble.reason, message: target.trouble.message });
   } else if (!canaryHash) {
     // ---- Steady: the stable revision serves alone (possibly after a rollback).
-    for (const op of operations.filter((o) => o.kind !== 'retry')) actOn(op, `ignored: no rollout in progress (stable is ${stableHash})`);
+    for (const op of operations.filter((o) => o.kind !== 'retry' && o.kind !== 'capture-baseline')) actOn(op, `ignored: no rollout in progress (stable is ${stableHash})`);
     rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
     progressing = condition('Progressing', 'False', rejected ? 'RolledBack' : 'Complete',
       rejected ? `revision ${hash} was rejected: ${status.rejectedRevision?.reason ?? ''}; change the spec or retry` : `revision ${stableHash} is fully rolled out`, generation);
@@ -300,12 +306,13 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     canaryState = canary;
     const steps = md.spec.rollout?.steps ?? [];
     const isNew = !status.canaryRevision;
+    const version = canary.spec.model.version;
     if (isNew) {
-      status.canaryRevision = revisionInfo(md.spec, canaryHash, canary.runtime, now);
+      status.canaryRevision = revisionInfo(canary.spec, canaryHash, canary.runtime, now);
       rollout = { ...(rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {}), step: 0, startedAt: now, stepStartedAt: now };
       status.analysis = { results: [] };
-      history = [historyEntry(md.spec, canaryHash, canary.runtime.image, now, '', 'Progressing'), ...history.filter((e) => !(e.revision === canaryHash && e.outcome === 'Progressing'))];
-      events.push({ type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${canaryHash} (model ${md.spec.model.version}) beside ${stableHash}` });
+      history = [historyEntry(canary.spec, canaryHash, canary.runtime.image, now, '', 'Progressing'), ...history.filter((e) => !(e.revision === canaryHash && e.outcome === 'Progressing'))];
+      events.push({ type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${canaryHash} (model ${version}) beside ${stableHash}` });
     }
     // A revision promoted recently is trusted: a rollback to it skips the steps, not the readiness.
     const recentlyPromoted = history.slice(0, historyLimit).some((h) => h.revision === canaryHash && h.outcome === 'Promoted');
@@ -364,13 +371,13 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     if (failure) {
       // ---- Roll back: traffic to stable first, the canary kept warm for scaleDownDelaySeconds, then removed.
       const why = failure.message;
-      status.rejectedRevision = { hash: canaryHash, modelVersion: md.spec.model.version, reason: why.slice(0, 2000), at: now };
-      finish(md.spec, canaryHash, canary.runtime.image, failure.reason === 'Aborted' ? 'Aborted' : 'RolledBack', why);
+      status.rejectedRevision = { hash: canaryHash, modelVersion: version, reason: why.slice(0, 2000), at: now };
+      finish(canary.spec, canaryHash, canary.runtime.image, failure.reason === 'Aborted' ? 'Aborted' : 'RolledBack', why);
       // Under Shift, stable gave replicas to the canary: the canary keeps serving until stable is back.
       const drain = policy === 'Shift' && !gateway && stable.ready < total && canary.ready > 0;
       retire(canaryHash, failure.reason === 'Aborted' ? 'aborted' : 'rolled back', scaleDownDelayMs, drain);
-      events.push({ type: 'Warning', reason: failure.reason, message: `revision ${canaryHash} (model ${md.spec.model.version}): ${why}` });
-      degraded = condition('Degraded', 'True', failure.reason, `revision ${canaryHash} (model ${md.spec.model.version}) ${failure.reason === 'Aborted' ? 'aborted' : 'rolled back'}: ${why}`, generation);
+      events.push({ type: 'Warning', reason: failure.reason, message: `revision ${canaryHash} (model ${version}): ${why}` });
+      degraded = condition('Degraded', 'True', failure.reason, `revision ${canaryHash} (model ${version}) ${failure.reason === 'Aborted' ? 'aborted' : 'rolled back'}: ${why}`, generation);
       progressing = condition('Progressing', 'False', failure.reason, `stable revision ${stableHash} serves; change the spec or retry`, generation);
       delete status.canaryRevision;
       rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
@@ -424,12 +431,13 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       canaryTraffic = !gateway && weight > 0 && canaryHasPods;
       if (i >= n && fullyReady(canary, total) && !held) {
         // ---- Promote: the canary becomes stable; the old stable stays warm, then is removed.
-        status.stableRevision = revisionInfo(md.spec, canaryHash, canary.runtime, now);
-        finish(md.spec, canaryHash, canary.runtime.image, 'Promoted');
-        retire(stableHash!, 'superseded by promotion');
-        events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${canaryHash} (model ${md.spec.model.version}) is serving` });
+        status.stableRevision = revisionInfo(canary.spec, canaryHash, canary.runtime, now);
+        finish(canary.spec, canaryHash, canary.runtime.image, 'Promoted', restoring ? `restored: revision ${stableHash} failed monitoring` : '');
+        retire(stableHash!, restoring ? 'rolled back by monitoring' : 'superseded by promotion');
+        events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${canaryHash} (model ${version}) is serving` });
         delete status.canaryRevision;
-        delete status.rejectedRevision;
+        // After a restore the spec still names the rejected revision: it stays rejected until retried.
+        if (!restoring) delete status.rejectedRevision;
         rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
         canaryState = undefined;
         canaryTraffic = false;
@@ -440,7 +448,9 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       } else {
         const stepText = i < n ? `step ${i + 1}/${n}: ${describeStep(activeSteps, i)}` : n ? 'all steps done, waiting for full canary capacity' : `${canary.ready}/${total} replicas ready`;
         const heldText = held === 'Paused' ? ' (paused by spec.paused)' : held === 'Inconclusive' ? ` (analysis inconclusive: ${inconclusive.map((r) => r.message).join('; ')})` : held === 'CapacityBlocked' ? ` (blocked: ${canary.trouble?.message ?? ''})` : '';
-        progressing = condition('Progressing', 'True', held && held !== 'Timed' ? held : 'CanaryStep', `${stepText} to ${canaryHash} (model ${md.spec.model.version})${heldText}`, generation);
+        progressing = condition('Progressing', 'True', held && held !== 'Timed' ? held : restoring ? 'Restoring' : 'CanaryStep', `${stepText} to ${canaryHash} (model ${version})${heldText}`, generation);
+        // A restore follows a rollback: Degraded keeps saying so.
+        if (restoring) degraded = prior.conditions?.find((c) => c.type === 'Degraded' && c.status === 'True');
         phase = held && held !== 'Timed' ? 'Paused' : 'Progressing';
         // Timers: the next analysis, and the progress deadline.
         if (checks.length) soon(intervalMs);
@@ -512,8 +522,58 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   }
   retiring = retiring.filter((r) => obs.deployments.has(r.hash) && !deletes.some((d) => d.metadata?.labels?.[revisionLabel] === r.hash));
 
-  // ---- Status.
+  // ---- Monitoring: the serving revision keeps being judged after promotion.
   const servingState = servingHash === stableHash ? stable : servingHash === canaryState?.hash ? canaryState : servingHash ? revisionState(md, servingHash, obs) : undefined;
+  const monitoredHash = md.spec.monitoring?.checks?.length && !canaryState && servingHash ? servingHash : undefined;
+  for (const op of operations.filter((o) => o.kind === 'capture-baseline')) {
+    if (op.revision === monitoredHash) actOn(op, 'drift baselines are captured again from the live window');
+    else actOn(op, `ignored: ${monitoredHash ? `the monitored revision is ${monitoredHash}` : 'no revision is being monitored now'}`);
+  }
+  if (!md.spec.monitoring?.checks?.length) {
+    delete status.monitoring;
+    conditions = without(conditions, 'Drifting');
+  } else if (monitoredHash && servingState) {
+    const m = decideMonitoring({
+      spec: md.spec, prior: prior.monitoring, priorDrifting: conditions.find((c) => c.type === 'Drifting'), input: ctx.monitoring,
+      stable: { hash: monitoredHash, ready: servingState.ready, replicas: total, trouble: servingState.trouble }, generation, now: ctx.now,
+    });
+    status.monitoring = m.monitoring;
+    conditions = setCondition(conditions, m.drifting, now);
+    events.push(...m.events);
+    soon(m.requeueAfterMs);
+    if (m.rollback) {
+      // ---- onFailure Rollback: back to the previous promoted revision, as a canary that must be ready
+      // before it gets traffic. Only the revision the spec asks for is rejected this way; one already
+      // serving in its place (after an earlier rollback) can only raise the alert.
+      const target = monitoredHash === hash
+        ? history.slice(0, historyLimit).find((h) => h.outcome === 'Promoted' && h.revision !== monitoredHash && h.spec)
+        : undefined;
+      const targetState = target ? revisionState(md, target.revision, obs) : undefined;
+      if (target && targetState) {
+        const why = `monitoring: ${m.rollback}`.slice(0, 2000);
+        const version = md.spec.model.version;
+        status.rejectedRevision = { hash: monitoredHash, modelVersion: version, reason: why, at: now };
+        const promotedAt = history.findIndex((h) => h.revision === monitoredHash && h.outcome === 'Promoted');
+        if (promotedAt >= 0) history[promotedAt] = { ...history[promotedAt]!, outcome: 'RolledBack', reason: why, finishedAt: now };
+        history = [historyEntry(targetState.spec, target.revision, targetState.runtime.image, now, '', 'Progressing', `restoring: revision ${monitoredHash} failed monitoring`), ...history];
+        status.canaryRevision = revisionInfo(targetState.spec, target.revision, targetState.runtime, now);
+        rollout = { ...(rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {}), step: 0, steps: 0, startedAt: now, stepStartedAt: now, restoring: true };
+        status.analysis = { results: [] };
+        events.push({ type: 'Warning', reason: 'RolledBack', message: `revision ${monitoredHash} (model ${version}): ${why}; returning to revision ${target.revision} (model ${targetState.spec.model.version})` });
+        degraded = condition('Degraded', 'True', 'RolledBack', `revision ${monitoredHash} (model ${version}) rolled back: ${why}`, generation);
+        progressing = condition('Progressing', 'True', 'Restoring', `returning to revision ${target.revision} (model ${targetState.spec.model.version}); it takes traffic as its pods become ready`, generation);
+        phase = 'Progressing';
+        soon(50);
+      } else {
+        const drifting = conditions.find((c) => c.type === 'Drifting')!;
+        const why = monitoredHash === hash ? 'no earlier promoted revision in history to roll back to' : `revision ${monitoredHash} already serves in place of the rejected ${hash}`;
+        if (!drifting.message?.includes(why)) conditions = setCondition(conditions, { ...drifting, message: `${drifting.message ?? ''} (${why}: alert only)`.slice(0, 2000) }, now);
+      }
+    }
+  }
+  // Otherwise a canary rolls out and is judged by its analysis; the last monitoring verdict stands.
+
+  // ---- Status.
   const stableReady = servingState?.ready ?? 0;
   status.readyReplicas = stableReady + (canaryState && canaryTraffic ? canaryState.ready : 0);
   if (servingHash && stable) {

@@ -13,6 +13,7 @@ import { Resources } from '../runtime/resources.js';
 import { revisionLabel } from './labels.js';
 import { plan, type Plan } from './plan.js';
 import type { AnalysisRunner } from './analysis/run.js';
+import type { MonitoringRunner } from './monitoring/run.js';
 import { requestedOperations } from './rollout/operations.js';
 import { setCondition, statusEquals } from './status.js';
 
@@ -38,6 +39,8 @@ export interface ReconcilerDeps {
   metrics?: OperatorMetrics;
   /** Rollout analysis, measured in the background. */
   analysis: AnalysisRunner;
+  /** Monitoring of the stable revision after promotion, measured in the background. */
+  monitoring: MonitoringRunner;
   /** Our last status write per key, until the cache has caught up with it. */
   expectations: WriteExpectations;
   now?: () => Date;
@@ -98,9 +101,11 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
   // Decide.
   const externalMetricsAvailable = deps.externalMetricsAvailable?.();
   const analysis = deps.analysis.poll(md, now);
+  const monitoring = deps.monitoring.poll(md, now);
   let decision: Plan = plan(md, { deployments, pods }, {
     fetcherImage: deps.fetcherImage, now, ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
     ...(analysis ? { analysis } : {}),
+    ...(monitoring ? { monitoring } : {}),
     operations: requestedOperations(md.metadata?.annotations),
     gatewayApiAvailable: caches.httpRoutes !== undefined,
   });
@@ -189,6 +194,17 @@ function recordMetrics(metrics: OperatorMetrics | undefined, namespace: string, 
     const v = Number(r.value);
     if (!Number.isNaN(v)) metrics.analysisValue.set({ namespace, name, check: r.check }, v);
     metrics.analysisPassed.set({ namespace, name, check: r.check }, r.passed ? 1 : 0);
+  }
+  for (const r of decision.status.monitoring?.results ?? []) {
+    const v = Number(r.value);
+    if (!Number.isNaN(v)) metrics.monitoringValue.set({ namespace, name, check: r.check }, v);
+    metrics.monitoringPassed.set({ namespace, name, check: r.check }, r.passed ? 1 : 0);
+  }
+  const drifting = decision.status.conditions?.find((c) => c.type === 'Drifting');
+  if (drifting) metrics.drifting.set({ namespace, name }, drifting.status === 'True' ? 1 : 0);
+  for (const e of decision.events) {
+    if (e.reason === 'Drifting') metrics.driftTransitions.inc({ namespace, name, to: 'True' });
+    if (e.reason === 'DriftResolved') metrics.driftTransitions.inc({ namespace, name, to: 'False' });
   }
 }
 

@@ -24,6 +24,10 @@ export class OperatorMetrics {
   readonly canaryWeight = new Gauge({ name: 'modelship_canary_weight_percent', help: 'Share of traffic on the canary revision.', labelNames: ['namespace', 'name'], registers: [this.registry] });
   readonly analysisValue = new Gauge({ name: 'modelship_analysis_value', help: 'Last measured value of an analysis check.', labelNames: ['namespace', 'name', 'check'], registers: [this.registry] });
   readonly analysisPassed = new Gauge({ name: 'modelship_analysis_passed', help: '1 when the last measurement of a check passed.', labelNames: ['namespace', 'name', 'check'], registers: [this.registry] });
+  readonly monitoringValue = new Gauge({ name: 'modelship_monitoring_value', help: 'Last measured value of a monitoring check on the stable revision (PSI for drift checks).', labelNames: ['namespace', 'name', 'check'], registers: [this.registry] });
+  readonly monitoringPassed = new Gauge({ name: 'modelship_monitoring_passed', help: '1 when the last measurement of a monitoring check passed.', labelNames: ['namespace', 'name', 'check'], registers: [this.registry] });
+  readonly drifting = new Gauge({ name: 'modelship_drifting', help: '1 while the Drifting condition is True.', labelNames: ['namespace', 'name'], registers: [this.registry] });
+  readonly driftTransitions = new Counter({ name: 'modelship_drift_transitions_total', help: 'Transitions of the Drifting condition, by the status it moved to.', labelNames: ['namespace', 'name', 'to'], registers: [this.registry] });
   readonly invalidSpecs = new Counter({ name: 'modelship_invalid_spec_total', help: 'Reconciles that found a spec the operator cannot serve.', labelNames: ['namespace', 'name'], registers: [this.registry] });
 
   constructor() {
@@ -35,5 +39,6 @@ export class OperatorMetrics {
     this.canaryWeight.remove({ namespace, name });
     for (const phase of ['Pending', 'Progressing', 'Paused', 'Healthy', 'Degraded']) this.phase.remove({ namespace, name, phase });
     this.invalidSpecs.remove({ namespace, name });
+    this.drifting.remove({ namespace, name });
   }
 }

@@ -7,6 +7,7 @@ import { requestedOperations } from '../../operator/modeldeployment/rollout/oper
 import { weightAt } from '../../operator/modeldeployment/rollout/steps.js';
 import { revisionHash } from '../../operator/api/revision.js';
 import type { CheckResult, ModelDeployment, RolloutSpec } from '../../operator/api/generated.js';
+import type { MonitoringInput } from '../../operator/modeldeployment/monitoring/decide.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
 import { modelDeployment } from '../support/builders.js';
 
@@ -20,6 +21,7 @@ class World {
   last!: Plan;
   annotations: Record<string, string> = {};
   analysis: CheckResult[] | undefined;
+  monitoring: MonitoringInput | undefined;
 
   constructor(replicas: number, rollout?: RolloutSpec) {
     this.md = modelDeployment('fraud', 'risk');
@@ -63,6 +65,7 @@ class World {
       fetcherImage: 'op:1', now: new Date(this.now),
       operations: requestedOperations(this.annotations),
       ...(this.analysis ? { analysis: this.analysis } : {}),
+      ...(this.monitoring ? { monitoring: this.monitoring } : {}),
     });
     for (const a of p.removeAnnotations) delete this.annotations[a];
     this.md = { ...this.md, status: p.status };
@@ -407,4 +410,52 @@ test('property: whatever the pods do and whoever presses what, the invariants ho
       }
     },
   ), { numRuns: 150 });
+});
+
+test('monitoring onFailure Rollback: the previous promoted revision comes back as a canary, gets traffic only once ready, and the drifting one stays rejected', (t) => {
+  const w = serving(2);
+  w.md.spec.monitoring = { interval: '1m', onFailure: 'Rollback', checks: [{ name: 'score-drift', drift: { histogram: 'h_bucket', prometheus: { address: 'http://prom:9090' }, maxPSI: 0.2 } }] };
+  const v1 = w.hash;
+  w.setVersion('2');
+  const v2 = w.hash;
+  w.runUntil((x) => x.status.stableRevision?.hash === v2 && !x.deployments.has(v1), 200, 10_000);
+  w.tick();
+  t.like(w.cond('Drifting'), { status: 'Unknown' });
+  w.monitoring = { revision: v2, baselines: [], results: [{ check: 'score-drift', phase: 'Failed', passed: false, value: '0.91', failures: 1, message: 'PSI 0.91 > 0.2', at: new Date(w.now).toISOString() }] };
+  const decided = w.tick();
+  t.like(w.cond('Drifting'), { status: 'True', reason: 'DriftDetected' });
+  t.like(w.status.rejectedRevision, { hash: v2, modelVersion: '2' });
+  t.regex(w.status.rejectedRevision?.reason ?? '', /^monitoring: score-drift: PSI 0\.91/);
+  t.like(w.status.canaryRevision, { hash: v1, modelVersion: '1' });
+  t.true(w.status.rollout?.restoring);
+  t.true(decided.events.some((e) => e.reason === 'RolledBack' && e.message.includes(`returning to revision ${v1}`)));
+  t.like(w.status.history?.find((h) => h.revision === v2), { outcome: 'RolledBack' });
+  t.is(w.selector()['modelship.io/revision'], v2, 'nothing reaches v1 before it exists');
+  w.monitoring = undefined;
+  w.tick();
+  t.is(w.replicasOf(v1), 2, 'v1 comes back at full size, with no steps (it was promoted recently)');
+  t.is(w.replicasOf(v2), 2, 'v2 keeps its capacity until v1 serves');
+  t.like(w.cond('Degraded'), { status: 'True', reason: 'RolledBack' });
+  w.runUntil((x) => x.status.stableRevision?.hash === v1);
+  t.like(w.status.history?.[0], { revision: v1, outcome: 'Promoted', reason: `restored: revision ${v2} failed monitoring` });
+  t.is(w.status.rejectedRevision?.hash, v2, 'the spec still names v2, which stays rejected until retried or changed');
+  w.runUntil((x) => !x.deployments.has(v2), 100, 10_000);
+  w.tick();
+  t.is(w.status.canaryRevision, undefined, 'v2 is not rolled out again');
+  t.like(w.cond('Degraded'), { status: 'True', reason: 'RolledBack' });
+  t.is(w.selector()['modelship.io/revision'], v1);
+  t.is(w.status.monitoring?.revision, v1, 'monitoring goes on with the restored revision');
+});
+
+test('monitoring onFailure Rollback with no earlier promoted revision only alerts, and says why', (t) => {
+  const w = serving(1);
+  w.md.spec.monitoring = { onFailure: 'Rollback', checks: [{ name: 'p99', prometheus: { address: 'http://prom:9090', query: 'q' }, pass: { max: 1 } }] };
+  w.monitoring = { revision: w.hash, baselines: [], results: [{ check: 'p99', phase: 'Failed', passed: false, value: '3', failures: 1, message: '3 > 1', at: new Date(w.now).toISOString() }] };
+  w.tick();
+  const written = w.tick();
+  t.like(w.cond('Drifting'), { status: 'True', reason: 'CheckFailed' });
+  t.regex(w.cond('Drifting')?.message ?? '', /no earlier promoted revision in history to roll back to: alert only/);
+  t.is(w.status.canaryRevision, undefined);
+  t.is(w.status.rejectedRevision, undefined);
+  t.false(written.events.some((e) => e.reason === 'Drifting'), 'the Event is emitted once, on the transition');
 });

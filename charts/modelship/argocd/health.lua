@@ -2,7 +2,7 @@
 -- Healthy: the stable revision serves and no rollout runs. Progressing: a rollout runs, or the operator
 -- has not yet seen the current spec (observedGeneration). Suspended: the rollout waits (manual gate,
 -- spec.paused, inconclusive analysis, no capacity). Degraded: a revision was rolled back or aborted, a
--- progress deadline passed, or the spec cannot be served.
+-- progress deadline passed, the spec cannot be served, or monitoring finds the model drifting.
 local hs = {}
 local function condition(t)
   if obj.status ~= nil and obj.status.conditions ~= nil then
@@ -31,6 +31,13 @@ end
 if degraded ~= nil and degraded.status == "True" then
   hs.status = "Degraded"
   hs.message = degraded.reason .. ": " .. (degraded.message or "")
+  return hs
+end
+-- A model whose monitoring checks fail still serves, but its answers can no longer be trusted.
+local drifting = condition("Drifting")
+if drifting ~= nil and drifting.status == "True" then
+  hs.status = "Degraded"
+  hs.message = "Drifting: " .. (drifting.message or "")
   return hs
 end
 if obj.status.phase == "Paused" then

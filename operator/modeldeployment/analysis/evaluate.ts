@@ -12,7 +12,7 @@ export interface Measurement {
   message: string;
 }
 
-const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toPrecision(4).replace(/\.?0+$/, ''));
+export const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toPrecision(4).replace(/\.?0+$/, ''));
 
 /** Judges a numeric value against pass bounds and, when given, the stable revision's value. */
 export function judgeValue(value: number, bounds: Bounds | undefined, compare: StableComparison | undefined, stableValue?: number): Measurement {

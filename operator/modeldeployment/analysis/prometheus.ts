@@ -14,20 +14,37 @@ export function renderQuery(query: string, vars: QueryVars): string {
   return query.replace(/\{\{\s*(namespace|name|revision|role)\s*\}\}/g, (_m, k: keyof QueryVars) => vars[k]);
 }
 
-/** The query's single value, undefined when the result is empty (no data), an error when it is not a scalar. */
-export async function instantQuery(address: string, query: string, timeoutMs: number): Promise<number | undefined> {
+interface QueryResult {
+  resultType: string;
+  result: unknown;
+}
+
+async function query(address: string, promql: string, timeoutMs: number, at?: Date): Promise<QueryResult> {
   const url = new URL('/api/v1/query', address);
-  url.searchParams.set('query', query);
+  url.searchParams.set('query', promql);
+  if (at) url.searchParams.set('time', String(at.getTime() / 1000));
   const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: unknown } };
+  const body = (await res.json()) as { status: string; error?: string; data?: QueryResult };
   if (body.status !== 'success') throw new Error(`prometheus: ${body.error ?? `HTTP ${res.status}`}`);
-  const { resultType, result } = body.data!;
+  return body.data!;
+}
+
+/** The query's single value, undefined when the result is empty (no data), an error when it is not a scalar. */
+export async function instantQuery(address: string, promql: string, timeoutMs: number): Promise<number | undefined> {
+  const { resultType, result } = await query(address, promql, timeoutMs);
   if (resultType === 'scalar') return Number((result as [number, string])[1]);
   const vector = result as { value: [number, string] }[];
   if (vector.length === 0) return undefined;
   if (vector.length > 1) throw new Error(`query returned ${vector.length} series; aggregate it to one (e.g. with sum)`);
   const v = Number(vector[0]!.value[1]);
   return Number.isNaN(v) ? undefined : v;
+}
+
+/** Every series of an instant vector with its labels, evaluated at `at` (so a result can be reproduced). */
+export async function vectorQuery(address: string, promql: string, timeoutMs: number, at: Date): Promise<{ labels: Record<string, string>; value: number }[]> {
+  const { resultType, result } = await query(address, promql, timeoutMs, at);
+  if (resultType !== 'vector') throw new Error(`query returned a ${resultType}, not an instant vector`);
+  return (result as { metric: Record<string, string>; value: [number, string] }[]).map((r) => ({ labels: r.metric, value: Number(r.value[1]) }));
 }
 
 export async function measurePrometheus(check: Check, canary: QueryVars, stable: QueryVars | undefined): Promise<Measurement> {

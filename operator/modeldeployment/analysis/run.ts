@@ -4,10 +4,9 @@ import type { CheckResult, ModelDeployment } from '../../api/generated.js';
 import { revisionHash } from '../../api/revision.js';
 import { servicePort } from '../desired/service.js';
 import { analysisChecks, defaultAnalysisIntervalMs } from '../plan.js';
+import { BackgroundRuns } from './background.js';
 import { dueChecks, durationMs, recordResult, type Measurement } from './evaluate.js';
-import { measureHttp } from './http.js';
-import { measurePrometheus } from './prometheus.js';
-import { measureWebhook } from './webhook.js';
+import { measureCheck, type MeasureTarget } from './measure.js';
 
 /** Where a Service answers, from the operator's point of view. */
 export type ServiceUrl = (namespace: string, service: string, port: number) => string;
@@ -42,22 +41,18 @@ export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl:
   const port = servicePort(md);
   const canaryUrl = serviceUrl(namespace, `${name}-canary`, port);
   const stableUrl = stable ? serviceUrl(namespace, `${name}-stable`, port) : undefined;
-  const measured = await Promise.all(due.map(async (check): Promise<[string, Measurement]> => {
-    if (check.prometheus) {
-      return [check.name, await measurePrometheus(check, { namespace, name, revision: canary, role: 'canary' },
-        stable ? { namespace, name, revision: stable, role: 'stable' } : undefined)];
-    }
-    if (check.http) return [check.name, await measureHttp(check, canaryUrl, stableUrl)];
-    if (check.webhook) {
-      return [check.name, await measureWebhook(check, {
-        modelDeployment: { namespace, name }, check: check.name,
-        canary: { revision: canary, modelVersion: md.spec.model.version, modelURI: md.spec.model.uri, url: canaryUrl },
-        stable: stable ? { revision: stable, modelVersion: status.stableRevision?.modelVersion, url: stableUrl } : undefined,
-        step: status.rollout?.step, steps: status.rollout?.steps, dataset: md.spec.model.dataset,
-      })];
-    }
-    return [check.name, { phase: 'Error', message: 'no provider' }];
-  }));
+  const canaryVars = { namespace, name, revision: canary, role: 'canary' as const };
+  const target: MeasureTarget = {
+    vars: canaryVars, url: canaryUrl,
+    ...(stable && stableUrl ? { reference: { vars: { namespace, name, revision: stable, role: 'stable' as const }, url: stableUrl } } : {}),
+    context: {
+      modelDeployment: { namespace, name },
+      canary: { revision: canary, modelVersion: md.spec.model.version, modelURI: md.spec.model.uri, url: canaryUrl },
+      stable: stable ? { revision: stable, modelVersion: status.stableRevision?.modelVersion, url: stableUrl } : undefined,
+      step: status.rollout?.step, steps: status.rollout?.steps, dataset: md.spec.model.dataset,
+    },
+  };
+  const measured = await Promise.all(due.map(async (check): Promise<[string, Measurement]> => [check.name, await measureCheck(check, target)]));
   const at = now.toISOString();
   return checks.map((c) => {
     const m = measured.find(([n]) => n === c.name)?.[1];
@@ -66,27 +61,17 @@ export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl:
   }).filter((r): r is CheckResult => !!r);
 }
 
-interface Finished {
-  canary: string;
-  stepStartedAt: string | undefined;
-  results: CheckResult[];
-}
-
-/**
- * Runs analysis in the background so a slow check (a webhook may take minutes) never holds a reconcile
- * worker. A reconcile polls: it gets the results of a run that finished since the last poll (then
- * writes them to status), and starts the checks that are due. When a run finishes, `onFinished`
- * enqueues the ModelDeployment. A run lost in a restart is simply measured again.
- */
+/** Rollout analysis, measured in the background (see BackgroundRuns). */
 export class AnalysisRunner {
-  private readonly inFlight = new Set<string>();
-  private readonly finished = new Map<string, Finished>();
+  private readonly runs: BackgroundRuns<CheckResult[]>;
 
   constructor(
     private readonly serviceUrl: ServiceUrl,
-    private readonly onFinished: (namespace: string, name: string) => void,
+    onFinished: (namespace: string, name: string) => void,
     private readonly measure: typeof runDueAnalysis = runDueAnalysis,
-  ) {}
+  ) {
+    this.runs = new BackgroundRuns(onFinished);
+  }
 
   /** The results to decide with now: the newest finished run's, else what status holds. */
   poll(md: ModelDeployment, now: Date): CheckResult[] | undefined {
@@ -95,31 +80,24 @@ export class AnalysisRunner {
     const status = md.status ?? {};
     const canary = canaryUnderAnalysis(md);
     if (!canary) {
-      this.finished.delete(key);
+      this.runs.forget(key);
       return undefined;
     }
-    const done = this.finished.get(key);
-    this.finished.delete(key);
-    // A run for another canary or an earlier step is stale: its results do not describe this one.
-    const fresh = done && done.canary === canary && done.stepStartedAt === status.rollout?.stepStartedAt ? done.results : undefined;
+    // A run for another canary or an earlier step does not describe this one.
+    const tag = `${canary}@${status.rollout?.stepStartedAt ?? ''}`;
+    const fresh = this.runs.take(key, tag);
     const checks = analysisChecks(md.spec);
     const current = fresh ?? status.analysis?.results?.filter((r) => checks.some((c) => c.name === r.check)) ?? [];
     const view: ModelDeployment = { ...md, status: { ...status, analysis: { results: current } } };
     const since = status.rollout?.stepStartedAt ? Date.parse(status.rollout.stepStartedAt) : now.getTime();
     const interval = durationMs(md.spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs);
-    if (!this.inFlight.has(key) && dueChecks(checks, current, since, now.getTime(), interval).length > 0) {
-      this.inFlight.add(key);
-      void this.measure(view, now, this.serviceUrl).then((results) => {
-        if (results) this.finished.set(key, { canary, stepStartedAt: status.rollout?.stepStartedAt, results });
-      }).finally(() => {
-        this.inFlight.delete(key);
-        this.onFinished(namespace, name);
-      });
+    if (!this.runs.busy(key) && dueChecks(checks, current, since, now.getTime(), interval).length > 0) {
+      this.runs.start(namespace, name, tag, () => this.measure(view, now, this.serviceUrl));
     }
     return current;
   }
 
   forget(key: string): void {
-    this.finished.delete(key);
+    this.runs.forget(key);
   }
 }

@@ -1,0 +1,25 @@
+// One measurement of one check against one revision, whatever the provider. Rollout analysis measures
+// the canary (comparing with stable where asked); monitoring measures the stable revision alone.
+import type { Check } from '../../api/generated.js';
+import type { Measurement } from './evaluate.js';
+import { measureHttp } from './http.js';
+import { measurePrometheus, type QueryVars } from './prometheus.js';
+import { measureWebhook } from './webhook.js';
+
+export interface MeasureTarget {
+  /** The revision measured, as Prometheus query variables. */
+  vars: QueryVars;
+  /** Where its Service answers. */
+  url: string;
+  /** The revision to compare with (stable, during a rollout). */
+  reference?: { vars: QueryVars; url: string };
+  /** What a webhook check is told, as JSON. */
+  context: Record<string, unknown>;
+}
+
+export async function measureCheck(check: Check, target: MeasureTarget): Promise<Measurement> {
+  if (check.prometheus) return measurePrometheus(check, target.vars, target.reference?.vars);
+  if (check.http) return measureHttp(check, target.url, target.reference?.url);
+  if (check.webhook) return measureWebhook(check, { ...target.context, check: check.name });
+  return { phase: 'Error', message: 'no provider this measurement can run' };
+}

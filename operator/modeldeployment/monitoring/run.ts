@@ -1,0 +1,150 @@
+// Monitoring after promotion, the I/O half: measures the stable revision's due checks with the same
+// providers as rollout analysis, captures and compares drift baselines, and delivers the pending
+// webhook call, all in the background (see BackgroundRuns). What the results mean is decided in
+// decide.ts.
+import type { Check, CheckResult, DriftBaseline, ModelDeployment, PendingNotification } from '../../api/generated.js';
+import { BackgroundRuns } from '../analysis/background.js';
+import { dueChecks, type Measurement } from '../analysis/evaluate.js';
+import { measureCheck } from '../analysis/measure.js';
+import { renderQuery, vectorQuery, type QueryVars } from '../analysis/prometheus.js';
+import type { ServiceUrl } from '../analysis/run.js';
+import { servicePort } from '../desired/service.js';
+import { requestedOperations } from '../rollout/operations.js';
+import { defaultDriftWindow, measuredChecks, monitoringIntervalMs, recordMonitoringResult, type Delivery, type MonitoringInput } from './decide.js';
+import { bucketsFromCumulative, judgeDrift } from './drift.js';
+
+/** The revision monitoring judges: the stable one, while it serves alone. */
+export function monitoredRevision(md: ModelDeployment): string | undefined {
+  const status = md.status ?? {};
+  return md.spec.monitoring?.checks?.length && status.stableRevision?.hash && !status.canaryRevision ? status.stableRevision.hash : undefined;
+}
+
+/** Whether a capture of new baselines was asked for this revision (the annotation is bound to its hash). */
+function captureRequested(md: ModelDeployment, hash: string): boolean {
+  return requestedOperations(md.metadata?.annotations).some((o) => o.kind === 'capture-baseline' && o.revision === hash);
+}
+
+/** The live histogram over the window, as observations per bucket, evaluated at `now`. */
+export async function measureDrift(check: Check, vars: QueryVars, baseline: DriftBaseline | undefined, now: Date): Promise<{ measurement: Measurement; baseline?: DriftBaseline }> {
+  const d = check.drift!;
+  const promql = `sum by (le) (increase(${renderQuery(d.histogram, vars)}[${d.window ?? defaultDriftWindow}]))`;
+  try {
+    const series = await vectorQuery(d.prometheus.address, promql, 10_000, now);
+    const live = bucketsFromCumulative(series.filter((s) => s.labels.le !== undefined).map((s) => ({ le: s.labels.le!, value: s.value })));
+    return judgeDrift(check, baseline, live, now.toISOString());
+  } catch (err) {
+    return { measurement: { phase: 'Error', message: (err as Error).message }, ...(baseline ? { baseline } : {}) };
+  }
+}
+
+/** Calls the monitoring webhook for a pending transition. */
+export async function deliverNotification(md: ModelDeployment, n: PendingNotification): Promise<Delivery> {
+  const w = md.spec.monitoring!.webhook!;
+  const { namespace = '', name = '', uid = '' } = md.metadata ?? {};
+  const stable = md.status?.stableRevision;
+  const entry = md.status?.history?.find((h) => h.revision === stable?.hash);
+  const context = {
+    modelDeployment: { namespace, name, uid },
+    drifting: n.drifting === 'True',
+    revision: stable?.hash,
+    model: { version: stable?.modelVersion, uri: stable?.modelURI, ...(stable?.modelDigest ? { digest: stable.modelDigest } : {}) },
+    ...(entry?.dataset ? { dataset: entry.dataset } : {}),
+    ...(n.check ? { check: n.check } : {}),
+    ...(n.value !== undefined ? { value: n.value } : {}),
+    message: n.message,
+    baselineCapturedAt: md.status?.monitoring?.baselineCapturedAt,
+    transitionAt: n.at,
+    attempt: (n.attempts ?? 0) + 1,
+  };
+  try {
+    const res = await fetch(w.url, {
+      method: 'POST',
+      // The delivery id lets a receiver drop a repeat (a crash between a delivery and its status write).
+      headers: { 'content-type': 'application/json', 'x-modelship-delivery': `${uid}/${n.at}`, ...w.headers },
+      body: JSON.stringify(context),
+      signal: AbortSignal.timeout((w.timeoutSeconds ?? 10) * 1000),
+    });
+    const text = (await res.text()).slice(0, 300);
+    return res.ok ? { drifting: n.drifting, at: n.at!, ok: true } : { drifting: n.drifting, at: n.at!, ok: false, error: `HTTP ${res.status}${text ? `: ${text}` : ''}` };
+  } catch (err) {
+    return { drifting: n.drifting, at: n.at!, ok: false, error: (err as Error).message };
+  }
+}
+
+/** Measures the due checks and delivers a due notification; undefined when nothing is monitored. */
+export async function runDueMonitoring(md: ModelDeployment, view: MonitoringInput, now: Date, serviceUrl: ServiceUrl, deliver: boolean): Promise<MonitoringInput> {
+  const spec = md.spec;
+  const { namespace = '', name = '' } = md.metadata ?? {};
+  const hash = view.revision;
+  const vars: QueryVars = { namespace, name, revision: hash, role: 'stable' };
+  const url = serviceUrl(namespace, `${name}-stable`, servicePort(md));
+  const due = dueChecks(measuredChecks(spec), view.results, 0, now.getTime(), monitoringIntervalMs(spec));
+  const baselines = [...view.baselines];
+  const at = now.toISOString();
+  const fresh = await Promise.all(due.map(async (check): Promise<CheckResult> => {
+    let m: Measurement;
+    if (check.drift) {
+      const prior = baselines.find((b) => b.check === check.name);
+      const r = await measureDrift(check, vars, prior, now);
+      if (r.baseline && r.baseline !== prior) baselines.splice(0, baselines.length, ...baselines.filter((b) => b.check !== check.name), r.baseline);
+      m = r.measurement;
+    } else {
+      const stable = md.status?.stableRevision;
+      m = await measureCheck(check, {
+        vars, url,
+        context: {
+          modelDeployment: { namespace, name }, monitoring: true,
+          stable: { revision: hash, modelVersion: stable?.modelVersion, modelURI: stable?.modelURI, url },
+        },
+      });
+    }
+    return recordMonitoringResult(check, view.results.find((r) => r.check === check.name), m, at, spec.monitoring?.inconclusive);
+  }));
+  const results = (spec.monitoring?.checks ?? []).map((c) => fresh.find((r) => r.check === c.name) ?? view.results.find((r) => r.check === c.name))
+    .filter((r): r is CheckResult => !!r);
+  const n = md.status?.monitoring?.notification;
+  const delivery = deliver && n ? await deliverNotification(md, n) : undefined;
+  return { revision: hash, results, baselines: baselines.filter((b) => spec.monitoring?.checks?.some((c) => c.drift && c.name === b.check)), ...(delivery ? { delivery } : {}) };
+}
+
+/** Monitoring, measured in the background. */
+export class MonitoringRunner {
+  private readonly runs: BackgroundRuns<MonitoringInput>;
+
+  constructor(
+    private readonly serviceUrl: ServiceUrl,
+    onFinished: (namespace: string, name: string) => void,
+    private readonly run: typeof runDueMonitoring = runDueMonitoring,
+  ) {
+    this.runs = new BackgroundRuns(onFinished);
+  }
+
+  /** What to decide with now: the newest finished run's results, else what status holds. */
+  poll(md: ModelDeployment, now: Date): MonitoringInput | undefined {
+    const { namespace = '', name = '' } = md.metadata ?? {};
+    const key = `${namespace}/${name}`;
+    const hash = monitoredRevision(md);
+    if (!hash) {
+      this.runs.forget(key);
+      return undefined;
+    }
+    const fresh = this.runs.take(key, hash);
+    const prior = md.status?.monitoring?.revision === hash ? md.status.monitoring : undefined;
+    let current: MonitoringInput = fresh ?? { revision: hash, results: prior?.results ?? [], baselines: prior?.baselines ?? [] };
+    if (captureRequested(md, hash)) {
+      // Baselines captured again from the live window: the drift checks are due now.
+      const drift = new Set((md.spec.monitoring?.checks ?? []).filter((c) => c.drift).map((c) => c.name));
+      current = { ...current, baselines: [], results: current.results.filter((r) => !drift.has(r.check)) };
+    }
+    const spec = md.spec;
+    const n = md.status?.monitoring?.notification;
+    // A delivery whose outcome is not in status yet must not start again.
+    const deliver = !!spec.monitoring?.webhook && !!n && !fresh?.delivery && Date.parse(n.nextAttemptAt ?? '0') <= now.getTime();
+    const due = dueChecks(measuredChecks(spec), current.results, 0, now.getTime(), monitoringIntervalMs(spec));
+    if (!this.runs.busy(key) && (due.length > 0 || deliver)) {
+      const view = { revision: hash, results: current.results, baselines: current.baselines };
+      this.runs.start(namespace, name, hash, () => this.run(md, view, now, this.serviceUrl, deliver));
+    }
+    return current;
+  }
+}
