@@ -181,3 +181,24 @@ test('results and baselines of another revision are not carried over', (t) => {
   t.is(d.monitoring.results, undefined);
   t.like(d.drifting, { status: 'True' }, 'the last verdict stands until the new revision has one');
 });
+
+test('kubectl modelship status shows monitoring results, the baseline age, Drifting and a pending webhook call', async (t) => {
+  const { statusView } = await import('../../operator/cli/plugin-view.js');
+  const md = modelDeployment('fraud', 'risk');
+  md.metadata = { ...md.metadata, generation: 1 };
+  md.spec.monitoring = { interval: '5m', onFailure: 'Rollback', checks: [drift()], webhook: { url: 'http://retrain/trigger' } };
+  md.status = {
+    observedGeneration: 1, phase: 'Healthy', stableRevision: { hash: 'abc123', modelVersion: '7' },
+    conditions: [{ type: 'Drifting', status: 'True', reason: 'DriftDetected', message: 'revision abc123: score-drift: PSI 0.91 > 0.2', lastTransitionTime: '2026-11-26T10:00:00Z' }],
+    monitoring: {
+      revision: 'abc123', baselineCapturedAt: '2026-11-26T08:00:00Z',
+      results: [{ check: 'score-drift', ...failed }],
+      notification: { drifting: 'True', at: '2026-11-26T10:00:00Z', attempts: 2, lastError: 'HTTP 503' },
+    },
+  };
+  const view = statusView(md, new Date('2026-11-26T10:00:30Z'));
+  t.regex(view, /^Monitoring: +revision abc123, every 5m, on failure Rollback, baseline from 2h ago$/m);
+  t.regex(view, /^ {2}✘ score-drift +Failed +0\.91 +failures 1 +PSI 0\.91 > 0\.2$/m);
+  t.regex(view, /^Drifting: +DriftDetected: revision abc123: score-drift: PSI 0\.91 > 0\.2$/m);
+  t.regex(view, /^Webhook: +telling Drifting=True, attempt 3 \(last: HTTP 503\)$/m);
+});
