@@ -11,9 +11,11 @@
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubectl to use those instead of
 # building them; MODELSHIP_BIN_CACHE moves the cache.
 #
-# The Gateway API CRDs (for GatewayAPI routing tests) come from the sigs.k8s.io/gateway-api module too.
+# The Gateway API CRDs (for GatewayAPI routing tests) come from the sigs.k8s.io/gateway-api module too,
+# and Argo CD's Application CRD (for the dry run of examples/argocd-application.yaml) from the
+# github.com/argoproj/argo-cd/v3 module: nothing is compiled for either, the files are copied out.
 #
-# Usage: hack/build-bins.sh [component ...]   (components: k8s etcd kwok helm gateway-api; default: all)
+# Usage: hack/build-bins.sh [component ...]   (components: k8s etcd kwok helm gateway-api argo-cd; default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,8 +78,11 @@ overridden() {
 dest="$cache_root/k8s-${k8s_version}"
 mkdir -p "$dest"
 
+# Argo CD v3.6 needs Go 1.27; v3.5 builds with the Go this machine has, and its CRD is what we need.
+argocd_version=v3.5.7
+
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(k8s etcd kwok helm gateway-api)
+[ ${#components[@]} -gt 0 ] || components=(k8s etcd kwok helm gateway-api argo-cd)
 
 for c in "${components[@]}"; do
   case "$c" in
@@ -108,6 +113,18 @@ for c in "${components[@]}"; do
       chmod u+w "$crds"/*.yaml
       log "gateway-api: $gateway_version CRDs copied from the module"
       ;;
+    argo-cd)
+      crds="$dest/argo-cd-$argocd_version"
+      if [ -f "$crds/application-crd.yaml" ]; then log "argo-cd: up to date ($argocd_version Application CRD)"; continue; fi
+      log "argo-cd: downloading github.com/argoproj/argo-cd/v3@$argocd_version (about 60 MB, once) for its Application CRD"
+      info=$(cd "$hack" && GOFLAGS=-mod=mod go mod download -json "github.com/argoproj/argo-cd/v3@$argocd_version") || { log "argo-cd: go mod download failed: $info"; exit 1; }
+      module_dir=$(printf '%s\n' "$info" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+      [ -f "$module_dir/manifests/crds/application-crd.yaml" ] || { log "argo-cd: no manifests/crds/application-crd.yaml in the module ($module_dir)"; exit 1; }
+      mkdir -p "$crds"
+      cp "$module_dir/manifests/crds/application-crd.yaml" "$crds/"
+      chmod u+w "$crds"/*.yaml
+      log "argo-cd: $argocd_version Application CRD copied from the module"
+      ;;
     *) log "unknown component: $c"; exit 2 ;;
   esac
 done
@@ -122,4 +139,5 @@ for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
   fi
 done
 for d in "$dest"/gateway-api-*; do [ -d "$d" ] && ln -sfn "$d" "$root/.bin/gateway-api-crds"; done
+if [ -d "$dest/argo-cd-$argocd_version" ]; then ln -sfn "$dest/argo-cd-$argocd_version" "$root/.bin/argocd-crds"; fi
 log "binaries linked into .bin/ (built ones cached in $dest)"

@@ -1,7 +1,7 @@
 // The Helm chart: it lints and renders, its values schema accepts good values and refuses bad ones,
 // it installs, and its RBAC is exactly enough: the operator, running on the chart's ServiceAccount
 // token, serves and rolls out a model; it cannot read Secrets; restricted to watchNamespaces it acts
-// nowhere else.
+// nowhere else. Its Grafana dashboard queries only metrics the operator exports.
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { Ajv } from 'ajv';
 import yaml from 'js-yaml';
 import type { ModelDeployment } from '../../operator/api/generated.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
+import { OperatorMetrics } from '../../operator/runtime/metrics.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 import { modelDeployment, withReplicas, withSpec } from '../support/builders.js';
@@ -86,7 +87,8 @@ test('edited values: watchNamespaces gives a Role per namespace and no ClusterRo
 
 test('optional monitoring: a ServiceMonitor, alert rules that promtool accepts, and a NetworkPolicy', async (t) => {
   const objects = await render('metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'networkPolicy.enabled=true');
-  t.truthy(objects.find((o) => o.kind === 'ServiceMonitor'));
+  const monitor = objects.find((o) => o.kind === 'ServiceMonitor') as any;
+  t.true(monitor.spec.endpoints[0].honorLabels, 'the models\' namespace label is kept, not renamed to exported_namespace');
   t.truthy(objects.find((o) => o.kind === 'NetworkPolicy'));
   const rule = objects.find((o) => o.kind === 'PrometheusRule') as any;
   t.deepEqual(rule.spec.groups[0].rules.map((r: any) => r.alert), ['ModelshipRollback', 'ModelshipRolloutStuck', 'ModelshipReconcileErrors', 'ModelshipOperatorDown']);
@@ -101,12 +103,114 @@ test('optional monitoring: a ServiceMonitor, alert rules that promtool accepts, 
   t.falsy(defaults.find((o) => ['ServiceMonitor', 'PrometheusRule', 'NetworkPolicy'].includes(o.kind!)), 'all off by default');
 });
 
+/** Metric names a PromQL expression selects: what is left once strings, label matchers, ranges, groupings and function calls are gone. */
+function metricNames(expr: string): string[] {
+  const bare = expr
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
+  const keywords = new Set(['and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan']);
+  return [...bare.matchAll(/\b([a-zA-Z_][a-zA-Z0-9_]*)\b(?!\s*\()/g)].map((m) => m[1]!).filter((n) => !keywords.has(n.toLowerCase()));
+}
+
+/** Every series name the operator exports: its own metrics and prom-client's defaults, histograms as _bucket/_sum/_count. */
+function exportedSeries(): Set<string> {
+  const names = new Set<string>();
+  for (const metric of new OperatorMetrics().registry.getMetricsAsArray() as unknown as { name: string; type: string }[]) {
+    if (metric.type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(metric.name + suffix);
+    else names.add(metric.name);
+  }
+  return names;
+}
+
+// Post-promotion monitoring exports these; they may not be registered yet where the dashboard is built.
+const monitoringMetrics = ['modelship_monitoring_value', 'modelship_monitoring_passed', 'modelship_drifting', 'modelship_drift_transitions_total'];
+
+test('the Grafana dashboard: a ConfigMap for the sidecar when enabled, none by default; it queries only metrics the operator exports', async (t) => {
+  t.falsy((await render()).find((o) => o.kind === 'ConfigMap'), 'off by default');
+  const defaults = (await render('grafana.dashboard.enabled=true')).find((o) => o.kind === 'ConfigMap') as any;
+  t.is(defaults.metadata.namespace, 'modelship-system');
+  t.is(defaults.metadata.labels.grafana_dashboard, '1', 'the Grafana sidecar convention');
+  const objects = await render('grafana.dashboard.enabled=true', 'grafana.dashboard.namespace=monitoring', 'grafana.dashboard.labelKey=example.com/dashboard',
+    'grafana.dashboard.labelValue=modelship', 'grafana.dashboard.annotations.grafana_folder=Models');
+  const configMap = objects.find((o) => o.kind === 'ConfigMap') as any;
+  t.like(configMap.metadata, { name: 'ms-dashboard', namespace: 'monitoring', annotations: { grafana_folder: 'Models' } });
+  t.is(configMap.metadata.labels['example.com/dashboard'], 'modelship');
+  t.is(configMap.metadata.labels.grafana_dashboard, undefined);
+  t.is(configMap.data['modelship.json'].trim(), readFileSync(join(chart, 'dashboards/modelship.json'), 'utf8').trim(), 'the file, unchanged');
+
+  const dashboard = JSON.parse(configMap.data['modelship.json']);
+  t.true(dashboard.schemaVersion >= 39);
+  const variables = Object.fromEntries(dashboard.templating.list.map((v: any) => [v.name, v]));
+  t.like(variables.datasource, { type: 'datasource', query: 'prometheus' });
+  const variableQuery = (v: any): string => (typeof v.query === 'string' ? v.query : v.query.query);
+  for (const name of ['namespace', 'name']) {
+    t.is(variables[name]?.type, 'query');
+    t.regex(variableQuery(variables[name]), new RegExp(`^label_values\\(modelship_modeldeployment_phase\\b.*, ${name}\\)$`));
+  }
+
+  const rows = dashboard.panels.filter((p: any) => p.type === 'row').map((p: any) => p.title);
+  t.deepEqual(rows, ['Operator health', 'Rollouts', 'Analysis', 'Monitoring and drift']);
+  // Panels belong to the row above them.
+  const byRow = new Map<string, string[]>();
+  let row = '';
+  const exprs: string[] = [];
+  for (const panel of dashboard.panels) {
+    if (panel.type === 'row') { row = panel.title; continue; }
+    t.deepEqual(panel.datasource, { type: 'prometheus', uid: '${datasource}' }, `${panel.title}: the datasource variable`);
+    t.true(panel.targets.length > 0, `${panel.title} queries something`);
+    for (const target of panel.targets) {
+      t.deepEqual(target.datasource, { type: 'prometheus', uid: '${datasource}' });
+      exprs.push(target.expr);
+      byRow.set(row, [...(byRow.get(row) ?? []), ...metricNames(target.expr)]);
+      // Per-model series follow the namespace and name variables.
+      if (/modelship_(modeldeployment|canary|rollbacks|analysis|monitoring|drift|invalid)/.test(target.expr)) {
+        t.true(target.expr.includes('namespace=~"$namespace"') && target.expr.includes('name=~"$name"'), `${panel.title}: ${target.expr}`);
+      }
+    }
+  }
+  const covers = (title: string, metrics: string[]) => {
+    for (const m of metrics) t.true(byRow.get(title)?.includes(m), `${title} shows ${m}`);
+  };
+  covers('Operator health', ['modelship_reconcile_total', 'modelship_reconcile_duration_seconds_bucket', 'modelship_workqueue_depth', 'modelship_workqueue_queue_duration_seconds_bucket',
+    'modelship_api_requests_total', 'modelship_watch_errors_total', 'modelship_leader', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_p99_seconds']);
+  covers('Rollouts', ['modelship_modeldeployment_phase', 'modelship_modeldeployment_ready', 'modelship_canary_weight_percent', 'modelship_rollbacks_total']);
+  covers('Analysis', ['modelship_analysis_value', 'modelship_analysis_passed']);
+  covers('Monitoring and drift', monitoringMetrics);
+
+  // A renamed or removed metric breaks the dashboard, and this test.
+  const exported = exportedSeries();
+  t.true(exported.has('modelship_reconcile_total') && exported.has('modelship_reconcile_duration_seconds_bucket') && exported.has('nodejs_eventloop_lag_p99_seconds'));
+  const queries = [...exprs, ...dashboard.annotations.list.filter((a: any) => a.expr).map((a: any) => a.expr), ...['namespace', 'name', 'job'].filter((v) => variables[v]).map((v) => variableQuery(variables[v]).replace(/^label_values\((.*),\s*\w+\)$/, '$1'))];
+  const unknown = [...new Set(queries.flatMap(metricNames))].filter((m) => !exported.has(m) && !monitoringMetrics.includes(m));
+  t.deepEqual(unknown, [], 'every metric the dashboard queries is exported');
+
+  // Every query is valid PromQL once Grafana has filled in its variables.
+  const grafanaVariables = (expr: string) => expr.replaceAll('$__rate_interval', '2m').replaceAll('$__range', '6h').replace(/\$\w+/g, '.*');
+  const file = join(testCluster().state.dir, 'modelship-dashboard-queries.yaml');
+  writeFileSync(file, yaml.dump({ groups: [{ name: 'dashboard', rules: queries.map((q, i) => ({ record: `modelship_dashboard:query_${i}`, expr: grafanaVariables(q) })) }] }));
+  const check = await new Promise<{ code: number; out: string }>((resolve) => {
+    execFile('promtool', ['check', 'rules', file], (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr }));
+  });
+  t.is(check.code, 0, check.out);
+  t.regex(check.out, new RegExp(`SUCCESS: ${queries.length} rules found`));
+});
+
+test('the metric-name check sees through PromQL', (t) => {
+  t.deepEqual(metricNames('histogram_quantile(0.99, sum by (le) (rate(a_bucket{job=~"$job",x="y{z}"}[$__rate_interval])))'), ['a_bucket']);
+  t.deepEqual(metricNames('count by (phase) (b{n=~"$n"} == 1) or on (namespace) c_total offset 5m'), ['b', 'c_total']);
+  t.deepEqual(metricNames('sum without (pod) (rate(renamed_metric_total[5m])) > bool 0'), ['renamed_metric_total']);
+});
+
 test('values.schema.json accepts good values and refuses bad ones', async (t) => {
   const schema = JSON.parse(readFileSync(join(chart, 'values.schema.json'), 'utf8')) as object;
   const validate = new Ajv({ strict: false }).compile(schema);
   t.true(validate(yaml.load(readFileSync(join(chart, 'values.yaml'), 'utf8'))), JSON.stringify(validate.errors));
   t.true(validate({ replicaCount: 3, watchNamespaces: ['team-a'], logLevel: 'debug' }));
-  for (const bad of [{ replicaCount: 'two' }, { replicaCount: 0 }, { watchNamespaces: ['Not_A_Namespace'] }, { logLevel: 'loud' }, { typo: true }, { metrics: { port: 70000 } }]) {
+  t.true(validate({ grafana: { dashboard: { enabled: true, namespace: 'monitoring', labelKey: 'grafana_dashboard', labelValue: '1', annotations: { grafana_folder: 'Models' } } } }));
+  for (const bad of [{ replicaCount: 'two' }, { replicaCount: 0 }, { watchNamespaces: ['Not_A_Namespace'] }, { logLevel: 'loud' }, { typo: true }, { metrics: { port: 70000 } },
+    { grafana: { dashboard: { enabled: 'yes' } } }, { grafana: { dashboard: { labelKey: 'not a label' } } }, { grafana: { dashboard: { namespace: 'Monitoring' } } }, { grafana: { dashboards: {} } }]) {
     t.false(validate(bad), `accepted ${JSON.stringify(bad)}`);
   }
   const refused = await helm('template', 'ms', chart, '--kube-version', '1.36.0', '--set', 'replicaCount=two');

@@ -1,5 +1,6 @@
 // Every manifest in examples/ is accepted by the apiserver (server-side dry run) and, applied for real,
-// is served by the operator: what users copy works.
+// is served by the operator: what users copy works. The Argo CD Application is dry-run against Argo CD's
+// own CRD, and deploys examples that exist.
 import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import yaml from 'js-yaml';
@@ -7,7 +8,7 @@ import type { ModelDeployment } from '../../operator/api/generated.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, waitFor } from '../cluster/cluster.js';
-import { adminClient, installCrd, installGatewayApi } from '../support/crd.js';
+import { adminClient, installArgoCdCrds, installCrd, installGatewayApi } from '../support/crd.js';
 import { OperatorProcess } from '../support/operator-process.js';
 
 const client = adminClient();
@@ -15,10 +16,12 @@ const namespaces = new TestNamespaces();
 const operator = new OperatorProcess({ name: 'examples' });
 const dir = new URL('../../examples/', import.meta.url);
 const examples = readdirSync(dir).filter((f) => f.endsWith('.yaml') && !f.startsWith('argocd'));
+const argoCdExamples = readdirSync(dir).filter((f) => f.endsWith('.yaml') && f.startsWith('argocd'));
 
 test.before(async () => {
   await installCrd();
   await installGatewayApi();
+  await installArgoCdCrds();
   await operator.start();
 });
 
@@ -27,9 +30,36 @@ test.after.always(async () => {
   await namespaces.deleteAll();
 });
 
-test('there are examples for the quickstart, an LLM on a GPU, Triton, an analysed canary and Gateway API routing', (t) => {
-  t.deepEqual(examples.sort(), ['canary-analysis.yaml', 'gateway-canary.yaml', 'llm-vllm-gpu.yaml', 'quickstart.yaml', 'triton-onnx.yaml']);
+test('there are examples for the quickstart, an LLM on a GPU, Triton, an analysed canary, Gateway API routing, drift monitoring and Argo CD', (t) => {
+  t.deepEqual(examples.sort(), ['canary-analysis.yaml', 'drift-monitoring.yaml', 'gateway-canary.yaml', 'llm-vllm-gpu.yaml', 'quickstart.yaml', 'triton-onnx.yaml']);
+  t.deepEqual(argoCdExamples, ['argocd-application.yaml']);
 });
+
+for (const file of argoCdExamples) {
+  test(`examples/${file}: Argo CD's Application CRD accepts every field, and it deploys examples that exist`, async (t) => {
+    const ns = await namespaces.create(file.replace('.yaml', '').slice(0, 20));
+    const docs = yaml.loadAll(readFileSync(new URL(file, dir), 'utf8')) as (KubeObject & { spec: any })[];
+    t.is(docs.length, 1);
+    const app = docs[0]!;
+    t.like(app, { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application' });
+    app.metadata!.namespace = ns;
+    // Strict field validation: a misspelt or misplaced field is an error, not silently pruned.
+    const dry = await client.request<KubeObject & { spec: any }>('PATCH', `/apis/argoproj.io/v1alpha1/namespaces/${ns}/applications/${app.metadata!.name}`, {
+      query: { fieldManager: 'modelship-tests', force: true, dryRun: 'All', fieldValidation: 'Strict' },
+      body: app,
+      contentType: 'application/apply-patch+yaml',
+    });
+    t.deepEqual(dry.spec, app.spec, 'every field kept as written');
+    t.like(dry.spec.syncPolicy, { automated: { prune: true, selfHeal: true } });
+    t.true(dry.spec.syncPolicy.syncOptions.includes('ServerSideApply=true'));
+    t.is(dry.spec.ignoreDifferences, undefined, 'the operator leaves no drift to ignore');
+    // The source is this folder; what it includes are ModelDeployment examples served in the tests above.
+    t.is(dry.spec.source.path, 'examples');
+    const included = /^\{(.*)\}$/.exec(dry.spec.source.directory.include)?.[1]?.split(',') ?? [dry.spec.source.directory.include];
+    t.deepEqual(included.sort(), ['canary-analysis.yaml', 'quickstart.yaml']);
+    for (const f of included) t.true(examples.includes(f), `${f} is an example`);
+  });
+}
 
 for (const file of examples) {
   test(`examples/${file}: accepted by a server-side dry run, then served`, async (t) => {

@@ -1,4 +1,5 @@
-// Installs the ModelDeployment CRD from crds/ (server-side apply) and waits until it is served.
+// Installs the ModelDeployment CRD from crds/ (server-side apply) and waits until it is served; also the
+// third-party CRDs that hack/build-bins.sh takes from Go modules (Gateway API, Argo CD's Application).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +39,20 @@ export async function installGatewayApi(): Promise<void> {
   }
   await waitFor('HTTPRoutes served', async () => {
     await client.request('GET', '/apis/gateway.networking.k8s.io/v1/httproutes?limit=1');
+    return true;
+  });
+}
+
+/** Installs Argo CD's Application CRD that hack/build-bins.sh took from the github.com/argoproj/argo-cd module. */
+export async function installArgoCdCrds(): Promise<void> {
+  const client = adminClient();
+  const dir = fileURLToPath(new URL('../../.bin/argocd-crds/', import.meta.url));
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
+    const crd = yaml.load(readFileSync(join(dir, file), 'utf8')) as KubeObject;
+    await client.apply(crdType, crd, 'modelship-tests');
+  }
+  await waitFor('Argo CD Applications served', async () => {
+    await client.request('GET', '/apis/argoproj.io/v1alpha1/applications?limit=1');
     return true;
   });
 }
