@@ -43,11 +43,13 @@ $kubectl get deployments,services,pods -l app.kubernetes.io/instance=iris
 $kubectl get md iris
 cat <<MSG
 
-The model is served. Try:
+The model is served. Roll out version 2 as a canary and watch it:
   export KUBECONFIG=$KUBECONFIG PATH=$PWD/.bin:\$PATH
   kubectl get md -o wide
-  kubectl describe md iris
   kubectl patch md iris --type merge -p '{"spec":{"model":{"version":"2","uri":"https://models.example.com/iris/v2/model.joblib"}}}'
+  kubectl modelship status iris -w     # 25%, a 30 s pause, 50%, then a manual gate
+  kubectl modelship promote iris       # in another terminal, at the gate
+  kubectl modelship history iris
 Metrics: curl -s 127.0.0.1:18080/metrics | grep ^modelship_
 Stop:    make cluster-down
 MSG

@@ -99,3 +99,14 @@ test('analysis runs in the background: a poll never waits for a slow check, and 
   t.deepEqual(finishedFor, ['risk/fraud'], 'the finished run enqueues the object');
   t.like(runner.poll(md, now)?.[0], { check: 'eval', phase: 'Passed' });
 });
+
+test('a failed request names the address and the network reason, not just "fetch failed"', async (t) => {
+  const { measurePrometheus } = await import('../../operator/modeldeployment/analysis/prometheus.js');
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  server.close();
+  const m = await measurePrometheus({ name: 'err', prometheus: { address: `http://127.0.0.1:${port}`, query: 'up' }, pass: { max: 1 } }, { namespace: 'n', name: 'm', revision: 'r', role: 'canary' }, undefined);
+  t.is(m.phase, 'Error');
+  t.is(m.message, `http://127.0.0.1:${port}: fetch failed: ECONNREFUSED`);
+});

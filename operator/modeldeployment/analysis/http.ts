@@ -3,6 +3,7 @@ import { Ajv } from 'ajv';
 import { JSONPath } from 'jsonpath-plus';
 import type { Check } from '../../api/generated.js';
 import { judgeAgreement, type Measurement } from './evaluate.js';
+import { requestError } from './errors.js';
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 
@@ -28,8 +29,9 @@ async function call(url: string, check: Check): Promise<{ status: number; body: 
 /** baseUrls: where the canary and stable Services answer (e.g. http://md-canary.ns.svc:80). */
 export async function measureHttp(check: Check, canaryBase: string, stableBase: string | undefined): Promise<Measurement> {
   const h = check.http!;
+  let url = canaryBase + h.path;
   try {
-    const canary = await call(canaryBase + h.path, check);
+    const canary = await call(url, check);
     const expect = h.expectStatus ?? 200;
     if (canary.status !== expect) return { phase: 'Failed', value: canary.status, message: `HTTP ${canary.status}, expected ${expect}: ${canary.text.slice(0, 200)}` };
     if (h.responseSchema) {
@@ -41,11 +43,12 @@ export async function measureHttp(check: Check, canaryBase: string, stableBase: 
     const cmp = h.compareToStable;
     if (!cmp) return { phase: 'Passed', value: canary.status, message: `HTTP ${canary.status}${h.responseSchema ? ', schema valid' : ''}` };
     if (!stableBase) return { phase: 'Inconclusive', message: 'no stable revision to compare predictions with' };
-    const stable = await call(stableBase + h.path, check);
+    url = stableBase + h.path;
+    const stable = await call(url, check);
     if (stable.status !== expect) return { phase: 'Inconclusive', message: `stable answered HTTP ${stable.status}; cannot compare` };
     const pick = (json: unknown) => JSONPath<unknown[]>({ path: cmp.jsonPath, json: json as object, wrap: true });
     return judgeAgreement(pick(canary.body), pick(stable.body), cmp.maxAbsDiff ?? 0, cmp.minAgreement ?? 1);
   } catch (err) {
-    return { phase: 'Error', message: (err as Error).message };
+    return { phase: 'Error', message: requestError(err, url) };
   }
 }

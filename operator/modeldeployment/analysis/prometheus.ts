@@ -2,6 +2,7 @@
 // query are replaced per revision, so one check compares canary and stable with the same PromQL.
 import type { Check } from '../../api/generated.js';
 import { judgeValue, type Measurement } from './evaluate.js';
+import { requestError } from './errors.js';
 
 export interface QueryVars {
   namespace: string;
@@ -62,6 +63,6 @@ export async function measurePrometheus(check: Check, canary: QueryVars, stable:
     const stableValue = check.compareToStable && stable ? await instantQuery(p.address, renderQuery(p.query!, stable), timeoutMs) : undefined;
     return judgeValue(value, check.pass, check.compareToStable, stableValue);
   } catch (err) {
-    return { phase: 'Error', message: (err as Error).message };
+    return { phase: 'Error', message: requestError(err, p.address) };
   }
 }

@@ -1,6 +1,7 @@
 // External judges (evaluation suites, load tests): a POST of the rollout's context; 2xx passes.
 import type { Check } from '../../api/generated.js';
 import type { Measurement } from './evaluate.js';
+import { requestError } from './errors.js';
 
 export async function measureWebhook(check: Check, context: Record<string, unknown>): Promise<Measurement> {
   const w = check.webhook!;
@@ -16,6 +17,6 @@ export async function measureWebhook(check: Check, context: Record<string, unkno
       ? { phase: 'Passed', value: res.status, message: `HTTP ${res.status}` }
       : { phase: 'Failed', value: res.status, message: `HTTP ${res.status}${text ? `: ${text}` : ''}` };
   } catch (err) {
-    return { phase: 'Error', message: (err as Error).message };
+    return { phase: 'Error', message: requestError(err, w.url) };
   }
 }

@@ -12,6 +12,7 @@ import { servicePort } from '../desired/service.js';
 import { requestedOperations } from '../rollout/operations.js';
 import { defaultDriftWindow, measuredChecks, monitoringIntervalMs, recordMonitoringResult, type Delivery, type MonitoringInput } from './decide.js';
 import { bucketsFromCumulative, judgeDrift } from './drift.js';
+import { requestError } from '../analysis/errors.js';
 
 /** The revision monitoring judges: the stable one, while it serves alone. */
 export function monitoredRevision(md: ModelDeployment): string | undefined {
@@ -33,7 +34,7 @@ export async function measureDrift(check: Check, vars: QueryVars, baseline: Drif
     const live = bucketsFromCumulative(series.filter((s) => s.labels.le !== undefined).map((s) => ({ le: s.labels.le!, value: s.value })));
     return judgeDrift(check, baseline, live, now.toISOString());
   } catch (err) {
-    return { measurement: { phase: 'Error', message: (err as Error).message }, ...(baseline ? { baseline } : {}) };
+    return { measurement: { phase: 'Error', message: requestError(err, d.prometheus.address) }, ...(baseline ? { baseline } : {}) };
   }
 }
 
@@ -67,7 +68,7 @@ export async function deliverNotification(md: ModelDeployment, n: PendingNotific
     const text = (await res.text()).slice(0, 300);
     return res.ok ? { drifting: n.drifting, at: n.at!, ok: true } : { drifting: n.drifting, at: n.at!, ok: false, error: `HTTP ${res.status}${text ? `: ${text}` : ''}` };
   } catch (err) {
-    return { drifting: n.drifting, at: n.at!, ok: false, error: (err as Error).message };
+    return { drifting: n.drifting, at: n.at!, ok: false, error: requestError(err, w.url) };
   }
 }
 
