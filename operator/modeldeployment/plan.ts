@@ -385,7 +385,8 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       phase = 'Degraded';
       for (const op of operations.filter((o) => o.kind.startsWith('promote'))) actOn(op, 'ignored: the canary was rolled back');
     } else {
-      // ---- Advance through the steps.
+      // ---- Advance through the steps. A restore follows a rollback: Degraded keeps saying so.
+      if (restoring) degraded = prior.conditions?.find((c) => c.type === 'Degraded' && c.status === 'True');
       const roundDone = checks.every((c) => {
         const r = results.find((x) => x.check === c.name);
         return r?.phase === 'Passed' && Date.parse(r.at ?? '0') >= stepStartedAt;
@@ -449,8 +450,6 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
         const stepText = i < n ? `step ${i + 1}/${n}: ${describeStep(activeSteps, i)}` : n ? 'all steps done, waiting for full canary capacity' : `${canary.ready}/${total} replicas ready`;
         const heldText = held === 'Paused' ? ' (paused by spec.paused)' : held === 'Inconclusive' ? ` (analysis inconclusive: ${inconclusive.map((r) => r.message).join('; ')})` : held === 'CapacityBlocked' ? ` (blocked: ${canary.trouble?.message ?? ''})` : '';
         progressing = condition('Progressing', 'True', held && held !== 'Timed' ? held : restoring ? 'Restoring' : 'CanaryStep', `${stepText} to ${canaryHash} (model ${version})${heldText}`, generation);
-        // A restore follows a rollback: Degraded keeps saying so.
-        if (restoring) degraded = prior.conditions?.find((c) => c.type === 'Degraded' && c.status === 'True');
         phase = held && held !== 'Timed' ? 'Paused' : 'Progressing';
         // Timers: the next analysis, and the progress deadline.
         if (checks.length) soon(intervalMs);

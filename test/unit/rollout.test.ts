@@ -436,7 +436,11 @@ test('monitoring onFailure Rollback: the previous promoted revision comes back a
   t.is(w.replicasOf(v1), 2, 'v1 comes back at full size, with no steps (it was promoted recently)');
   t.is(w.replicasOf(v2), 2, 'v2 keeps its capacity until v1 serves');
   t.like(w.cond('Degraded'), { status: 'True', reason: 'RolledBack' });
-  w.runUntil((x) => x.status.stableRevision?.hash === v1);
+  w.runUntil((x) => {
+    t.like(x.cond('Degraded'), { status: 'True', reason: 'RolledBack' }, 'Degraded never flaps during the restore');
+    return x.status.stableRevision?.hash === v1;
+  });
+  t.like(w.cond('Degraded'), { status: 'True', reason: 'RolledBack' });
   t.like(w.status.history?.[0], { revision: v1, outcome: 'Promoted', reason: `restored: revision ${v2} failed monitoring` });
   t.is(w.status.rejectedRevision?.hash, v2, 'the spec still names v2, which stays rejected until retried or changed');
   w.runUntil((x) => !x.deployments.has(v2), 100, 10_000);
