@@ -99,6 +99,10 @@ export type RequestObserver = (method: string, path: string, code: number) => vo
 export class KubeClient {
   private observer: RequestObserver | undefined;
 
+  private auth: { headers: Record<string, string>; dispatcher: Dispatcher | undefined; at: number } | undefined;
+
+  private static readonly authTtlMs = 5 * 60_000;
+
   private readonly userAgent: string;
 
   constructor(readonly kc: KubeConfig, identity?: string, product = userAgentPrefix) {
@@ -115,11 +119,24 @@ export class KubeClient {
     this.observer = observer;
   }
 
-  /** Authentication headers and TLS dispatcher for a URL, as client-node computes them. */
+  /**
+   * Authentication headers and TLS dispatcher, as client-node computes them. client-node builds a new
+   * undici Agent on every call, which means a TLS handshake and a connection pool per request: under
+   * load that costs most of the CPU and hundreds of MB. One is kept and reused (keep-alive connections),
+   * and renewed every `authTtlMs`, or at once after a 401, so rotated tokens and certificates are
+   * picked up.
+   */
   async prepare(url: URL, method: HttpMethod = HttpMethod.GET): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher | undefined }> {
-    const ctx = new RequestContext(url.toString(), method);
-    await this.kc.applySecurityAuthentication(ctx);
-    return { headers: ctx.getHeaders(), dispatcher: ctx.getDispatcher() };
+    const now = Date.now();
+    if (!this.auth || now - this.auth.at > KubeClient.authTtlMs) {
+      const ctx = new RequestContext(url.toString(), method);
+      await this.kc.applySecurityAuthentication(ctx);
+      const old = this.auth?.dispatcher;
+      this.auth = { headers: ctx.getHeaders(), dispatcher: ctx.getDispatcher(), at: now };
+      // Requests may still be starting on the old one; close() lets those finish.
+      if (old && old !== this.auth.dispatcher) setTimeout(() => void old.close().catch(() => undefined), 30_000).unref();
+    }
+    return { headers: { ...this.auth.headers }, dispatcher: this.auth.dispatcher };
   }
 
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
@@ -142,6 +159,7 @@ export class KubeClient {
       throw new ApiError(0, 'ConnectionError', `${method} ${url.pathname}: ${(err as Error).message}`);
     }
     this.observer?.(method, path, res.status);
+    if (res.status === 401) this.auth = undefined;
     const text = await res.text();
     if (res.status >= 200 && res.status < 300) return (text ? JSON.parse(text) : undefined) as T;
     let status: { reason?: string; message?: string; details?: unknown } = {};
