@@ -25,8 +25,10 @@ bins: ## build the control plane (apiserver, etcd, kwok, ...) from Go modules; c
 	@hack/build-bins.sh
 
 .PHONY: build
-build: deps ## compile TypeScript to dist/
+build: deps ## compile TypeScript to dist/, and put the kubectl plugin in .bin/
 	npm run --silent build
+	@# kubectl finds plugins on PATH; this one runs on the project's Node 24 whatever PATH says about node.
+	@mkdir -p .bin && printf '#!/bin/sh\nexec "%s/node_modules/.bin/node" "%s/dist/operator/cli/kubectl-modelship.js" "$$@"\n' "$(CURDIR)" "$(CURDIR)" > .bin/kubectl-modelship && chmod +x .bin/kubectl-modelship
 
 .PHONY: generate
 generate: deps ## regenerate the TypeScript types, the API reference and the chart's CRD copy from crds/
@@ -45,6 +47,13 @@ typecheck: deps
 .PHONY: test
 test: deps bins ## lint, typecheck, unit and integration tests on a real control plane
 	@hack/test.sh
+
+N ?= 100
+SCENARIO ?= all
+
+.PHONY: bench
+bench: build bins ## benchmarks on local control planes: SCENARIO=all|floor|create|rollout|steady|churn N=100 (bench/README.md)
+	@node --import tsx bench/bench.ts --scenario $(SCENARIO) --n $(N)
 
 .PHONY: cluster
 cluster: deps bins ## start a local control plane (prints the KUBECONFIG export)
