@@ -20,6 +20,7 @@ import { instanceLabel, managedSelector } from './modeldeployment/labels.js';
 import { reconcile, type ReconcilerDeps } from './modeldeployment/reconcile.js';
 import { AnalysisRunner, inClusterServiceUrl, serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
 import { MonitoringRunner } from './modeldeployment/monitoring/run.js';
+import { podSummary } from './modeldeployment/status.js';
 
 async function runOperator(argv: string[]): Promise<void> {
   const env = process.env;
@@ -84,6 +85,7 @@ async function runOperator(argv: string[]): Promise<void> {
   const oneInformer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string, namespace?: string) =>
     new Informer<T>(client, type, handlers, {
       ...(namespace ? { namespace } : {}),
+      ...(type === Resources.Pod ? { transform: podSummary } : {}),
       ...(labelSelector ? { labelSelector, indexBy: byInstance } : {}),
       onError: (err) => {
         metrics.watchErrors.inc({ resource: type.plural });

@@ -186,10 +186,16 @@ function recordMetrics(metrics: OperatorMetrics | undefined, namespace: string, 
   if (!metrics) return;
   const ready = decision.status.conditions?.find((c) => c.type === 'Ready');
   metrics.ready.set({ namespace, name }, ready?.status === 'True' ? 1 : 0);
-  for (const phase of phases) metrics.phase.set({ namespace, name, phase }, decision.status.phase === phase ? 1 : 0);
+  // Series per object are what /metrics costs at scale: only the current phase has one, and the canary
+  // weight exists only while a canary does.
+  for (const phase of phases) {
+    if (decision.status.phase === phase) metrics.phase.set({ namespace, name, phase }, 1);
+    else metrics.phase.remove({ namespace, name, phase });
+  }
   if (decision.events.some((e) => e.reason === 'InvalidSpec')) metrics.invalidSpecs.inc({ namespace, name });
   for (const e of decision.events) if (e.reason === 'RolledBack' || e.reason === 'Aborted') metrics.rollbacks.inc({ namespace, name, reason: e.reason });
-  metrics.canaryWeight.set({ namespace, name }, decision.status.canaryWeight ?? 0);
+  if (decision.status.canaryRevision) metrics.canaryWeight.set({ namespace, name }, decision.status.canaryWeight ?? 0);
+  else metrics.canaryWeight.remove({ namespace, name });
   for (const r of decision.status.analysis?.results ?? []) {
     const v = Number(r.value);
     if (!Number.isNaN(v)) metrics.analysisValue.set({ namespace, name, check: r.check }, v);

@@ -50,6 +50,41 @@ interface ContainerStatusLike {
   lastState?: { terminated?: { reason?: string } };
 }
 
+/**
+ * What the operator keeps of a pod: identity, labels, owner, and the parts of status podTrouble reads.
+ * The spec (containers, volumes, probes) is dropped: it is most of a pod's size and never read.
+ */
+export function podSummary(obj: KubeObject): KubeObject {
+  const pod = obj as PodLike;
+  const m = pod.metadata ?? {};
+  const container = (s: ContainerStatusLike): ContainerStatusLike => ({
+    name: s.name,
+    ...(s.restartCount !== undefined ? { restartCount: s.restartCount } : {}),
+    ...(s.state ? { state: {
+      ...(s.state.waiting ? { waiting: { ...(s.state.waiting.reason ? { reason: s.state.waiting.reason } : {}), ...(s.state.waiting.message ? { message: s.state.waiting.message.slice(0, 512) } : {}) } } : {}),
+      ...(s.state.terminated ? { terminated: { ...(s.state.terminated.reason ? { reason: s.state.terminated.reason } : {}), ...(s.state.terminated.exitCode !== undefined ? { exitCode: s.state.terminated.exitCode } : {}) } } : {}),
+    } } : {}),
+    ...(s.lastState?.terminated?.reason ? { lastState: { terminated: { reason: s.lastState.terminated.reason } } } : {}),
+  });
+  const scheduled = pod.status?.conditions?.filter((c) => c.type === 'PodScheduled' || c.type === 'Ready');
+  return {
+    ...(obj.apiVersion ? { apiVersion: obj.apiVersion } : {}),
+    ...(obj.kind ? { kind: obj.kind } : {}),
+    metadata: {
+      name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion,
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    },
+    status: {
+      ...(pod.status?.phase ? { phase: pod.status.phase } : {}),
+      ...(scheduled?.length ? { conditions: scheduled.map((c) => ({ type: c.type, status: c.status, ...(c.reason ? { reason: c.reason } : {}), ...(c.message ? { message: c.message.slice(0, 512) } : {}) })) } : {}),
+      ...(pod.status?.containerStatuses ? { containerStatuses: pod.status.containerStatuses.map(container) } : {}),
+      ...(pod.status?.initContainerStatuses ? { initContainerStatuses: pod.status.initContainerStatuses.map(container) } : {}),
+    },
+  };
+}
+
 /** The worst thing wrong with a revision's pods, named the way `kubectl describe` would. */
 export function podTrouble(pods: KubeObject[]): PodTrouble | undefined {
   let worst: PodTrouble | undefined;

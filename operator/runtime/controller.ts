@@ -70,6 +70,10 @@ export class Controller {
         end();
         this.queue.done(key);
       }
+      // A reconcile that makes no request settles in microtasks, and the workers would drain a whole
+      // queue (a resync of thousands) without the event loop turning: watches, timers and /healthz
+      // would wait. One macrotask turn per reconcile keeps them served.
+      await new Promise((r) => setImmediate(r));
     }
   }
 }

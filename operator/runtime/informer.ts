@@ -24,13 +24,18 @@ export interface InformerOptions {
   onRelist?(): void;
   /** A secondary index (e.g. the owning object): reconciles read their children without scanning. */
   indexBy?(obj: KubeObject): string | undefined;
+  /**
+   * Keeps only what the operator reads of each object (client-go's TransformFunc). Pods are most of
+   * a cluster's objects and most of their bytes are a spec the operator never looks at.
+   */
+  transform?: (obj: KubeObject) => KubeObject;
 }
 
 export const objectKey = (obj: KubeObject) => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
 
-function strip<T extends KubeObject>(obj: T): T {
+function strip<T extends KubeObject>(obj: T, transform?: (obj: KubeObject) => KubeObject): T {
   if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
-  return obj;
+  return (transform ? transform(obj) : obj) as T;
 }
 
 export class Informer<T extends KubeObject> {
@@ -136,7 +141,7 @@ export class Informer<T extends KubeObject> {
           // List items carry no apiVersion/kind; watch events do. Keep them uniform.
           item.apiVersion ??= this.type.group ? `${this.type.group}/${this.type.version}` : this.type.version;
           item.kind ??= this.type.kind;
-          fresh.set(objectKey(item), strip(item));
+          fresh.set(objectKey(item), strip(item, this.options.transform));
         }
         continueToken = page.metadata?.continue || undefined;
         resourceVersion = page.metadata?.resourceVersion;
@@ -196,16 +201,16 @@ export class Informer<T extends KubeObject> {
         const rv = obj.metadata?.resourceVersion;
         if (rv) this.resourceVersion = rv;
         if (type === 'BOOKMARK') return;
-        strip(obj);
-        const key = objectKey(obj);
+        const kept = strip(obj, this.options.transform);
+        const key = objectKey(kept);
         if (type === 'DELETED') {
           const prev = this.store.get(key);
           this.remove(key);
-          this.handlers.onDelete?.(prev ?? obj);
+          this.handlers.onDelete?.(prev ?? kept);
         } else {
           const prev = this.store.get(key);
-          this.put(key, obj);
-          this.handlers.onUpsert?.(obj, prev);
+          this.put(key, kept);
+          this.handlers.onUpsert?.(kept, prev);
         }
       }, (err: unknown) => {
         if (this.stopped) return;

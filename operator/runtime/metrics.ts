@@ -12,7 +12,7 @@ export class OperatorMetrics {
   readonly queueDepth = new Gauge({ name: 'modelship_workqueue_depth', help: 'Keys waiting in the work queue.', registers: [this.registry] });
   readonly queueLatency = new Histogram({
     name: 'modelship_workqueue_queue_duration_seconds', help: 'Time a key waits in the queue before a worker takes it.',
-    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [this.registry],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300], registers: [this.registry],
   });
   readonly apiRequests = new Counter({ name: 'modelship_api_requests_total', help: 'Requests to the Kubernetes API by method and status code.', labelNames: ['method', 'code'], registers: [this.registry] });
   readonly watchErrors = new Counter({ name: 'modelship_watch_errors_total', help: 'Watch or list failures by resource; each one restarts the watch.', labelNames: ['resource'], registers: [this.registry] });

@@ -87,3 +87,22 @@ test('the API client reuses its TLS connections instead of a new pool and handsh
   t.true(connections <= 11, `${connections} TLS connections for 30 requests`);
   t.true(connections >= 1);
 });
+
+test('a pod is cached as a summary: the trouble it shows is the same, at a fraction of the size', async (t) => {
+  const { podSummary, podTrouble } = await import('../../operator/modeldeployment/status.js');
+  const spec = {
+    initContainers: [{ name: 'fetch', image: 'modelship:1', args: ['fetch', '--uri', 's3://models/x/'], volumeMounts: [{ name: 'model', mountPath: '/mnt/models' }] }],
+    containers: [{ name: 'server', image: 'mlserver:1', env: Array.from({ length: 10 }, (_, i) => ({ name: `E${i}`, value: 'x'.repeat(40) })), readinessProbe: { httpGet: { path: '/v2/health/ready', port: 8080 } } }],
+    volumes: [{ name: 'model', emptyDir: {} }], tolerations: [{ key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 }],
+  };
+  const pods = [
+    { metadata: { name: 'crash', namespace: 'n', uid: '1', labels: { 'modelship.io/revision': 'a' } }, spec, status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'False' }, { type: 'Initialized', status: 'True' }], containerStatuses: [{ name: 'server', image: 'mlserver:1', imageID: 'sha', restartCount: 4, ready: false, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 40s' } }, lastState: { terminated: { reason: 'OOMKilled', exitCode: 137 } } }] } },
+    { metadata: { name: 'pending', namespace: 'n', uid: '2' }, spec, status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available' }] } },
+    { metadata: { name: 'ok', namespace: 'n', uid: '3' }, spec, status: { phase: 'Running', containerStatuses: [{ name: 'server', restartCount: 0, state: { running: { startedAt: 'now' } } }] } },
+  ];
+  for (const p of pods) t.deepEqual(podTrouble([podSummary(p)]), podTrouble([p]), p.metadata.name);
+  t.deepEqual(podTrouble(pods.map(podSummary)), podTrouble(pods));
+  t.like(podTrouble([podSummary(pods[0]!)]), { reason: 'OOMKilled', restarts: 4 });
+  const size = (o: unknown) => JSON.stringify(o).length;
+  t.true(size(pods.map(podSummary)) * 2 < size(pods), `${size(pods.map(podSummary))} bytes kept of ${size(pods)}`);
+});
