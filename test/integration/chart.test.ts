@@ -64,6 +64,10 @@ test('the default render: 2 replicas with leader election, probes, restricted an
   t.is(container.livenessProbe.httpGet.path, '/healthz');
   t.truthy(pod.topologySpreadConstraints);
   t.true(container.env.some((e: any) => e.name === 'MODELSHIP_LEADER_ELECT' && e.value === 'true'));
+  const heap = container.env.find((e: any) => e.name === 'NODE_OPTIONS')?.value as string;
+  const oldSpaceMb = Number(/--max-old-space-size=(\d+)/.exec(heap)?.[1]);
+  const limitMi = Number(/^(\d+)Mi$/.exec(container.resources.limits.memory as string)?.[1]);
+  t.true(oldSpaceMb > 0 && oldSpaceMb < limitMi, `the heap cap (${oldSpaceMb} MB) stays under the memory limit (${limitMi} Mi)`);
   t.truthy(objects.find((o) => o.kind === 'PodDisruptionBudget'));
   t.truthy(objects.find((o) => o.kind === 'Service' && o.metadata?.name === 'ms-metrics'));
   t.falsy(objects.find((o) => o.kind === 'CustomResourceDefinition'), 'the CRD comes from crds/ unless templated');
