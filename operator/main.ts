@@ -10,7 +10,7 @@ import { Controller } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
 import { WriteExpectations } from './runtime/expectations.js';
 import { startHealthServer } from './runtime/health.js';
-import { Informer, NamespacedInformers, type InformerHandlers, type ObjectCache } from './runtime/informer.js';
+import { Informer, NamespacedInformers, type InformerHandlers, type InformerOptions, type ObjectCache } from './runtime/informer.js';
 import { ApiError, KubeClient, type KubeObject, type ResourceType } from './runtime/kube.js';
 import { LeaderElector, defaultLeaderTimings } from './runtime/leader.js';
 import { createLogger } from './runtime/logger.js';
@@ -78,14 +78,15 @@ async function runOperator(argv: string[]): Promise<void> {
   // Empty: the whole cluster. Otherwise only these namespaces, each with its own watches, which is all
   // a namespaced RBAC (the chart's watchNamespaces) allows.
   const watchNamespaces = values['watch-namespaces'].split(',').map((n) => n.trim()).filter(Boolean);
-  const informer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string): ObjectCache<T> =>
+  type Transform = InformerOptions['transform'];
+  const informer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string, transform?: Transform): ObjectCache<T> =>
     watchNamespaces.length
-      ? new NamespacedInformers<T>(type, watchNamespaces, (namespace) => oneInformer(type, handlers, labelSelector, namespace))
-      : oneInformer(type, handlers, labelSelector);
-  const oneInformer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string, namespace?: string) =>
+      ? new NamespacedInformers<T>(type, watchNamespaces, (namespace) => oneInformer(type, handlers, labelSelector, transform, namespace))
+      : oneInformer(type, handlers, labelSelector, transform);
+  const oneInformer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string, transform?: Transform, namespace?: string) =>
     new Informer<T>(client, type, handlers, {
       ...(namespace ? { namespace } : {}),
-      ...(type === Resources.Pod ? { transform: podSummary } : {}),
+      ...(transform ? { transform } : {}),
       ...(labelSelector ? { labelSelector, indexBy: byInstance } : {}),
       onError: (err) => {
         metrics.watchErrors.inc({ resource: type.plural });
@@ -110,7 +111,7 @@ async function runOperator(argv: string[]): Promise<void> {
     deployments: informer(Resources.Deployment, toOwner, managedSelector),
     services: informer(Resources.Service, toOwner, managedSelector),
     hpas: informer(Resources.HorizontalPodAutoscaler, toOwner, managedSelector),
-    pods: informer(Resources.Pod, toOwner, managedSelector),
+    pods: informer(Resources.Pod, toOwner, managedSelector, podSummary),
   };
   // HTTPRoutes are watched only where the Gateway API is installed; a later install is picked up at resync.
   const ensureHttpRouteCache = async () => {

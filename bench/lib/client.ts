@@ -1,6 +1,7 @@
-// The benchmark's own API client: one undici Agent with keep-alive for every request, so the load
-// generator and the floor pay for a TLS handshake once per connection, not once per request. The
-// floor must show what the apiserver can take, not what a client costs.
+// The benchmark's own API client: one undici Agent with keep-alive and a fixed number of connections,
+// and timeouts long enough for a storm at N = 10,000. It is deliberately not the operator's KubeClient:
+// the floor and the load generator must not move when the operator's client changes, or the ratios to
+// the floor would measure the client twice.
 import { KubeConfig } from '@kubernetes/client-node';
 import { Agent, request } from 'undici';
 import { apiPath, ApiError, type ObjectLike, type ResourceType } from '../../operator/runtime/kube.js';

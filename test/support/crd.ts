@@ -29,30 +29,22 @@ export async function installCrd(): Promise<void> {
   });
 }
 
-/** Installs the Gateway API CRDs that hack/build-bins.sh took from the sigs.k8s.io/gateway-api module. */
-export async function installGatewayApi(): Promise<void> {
+/** Applies every CRD in a folder that hack/build-bins.sh took from a Go module, and waits until `servedPath` lists. */
+async function installCrdFolder(folder: string, servedPath: string, what: string): Promise<void> {
   const client = adminClient();
-  const dir = fileURLToPath(new URL('../../.bin/gateway-api-crds/', import.meta.url));
+  const dir = fileURLToPath(new URL(`../../.bin/${folder}/`, import.meta.url));
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
     const crd = yaml.load(readFileSync(join(dir, file), 'utf8')) as KubeObject;
     await client.apply(crdType, crd, 'modelship-tests');
   }
-  await waitFor('HTTPRoutes served', async () => {
-    await client.request('GET', '/apis/gateway.networking.k8s.io/v1/httproutes?limit=1');
+  await waitFor(`${what} served`, async () => {
+    await client.request('GET', `${servedPath}?limit=1`);
     return true;
   });
 }
 
-/** Installs Argo CD's Application CRD that hack/build-bins.sh took from the github.com/argoproj/argo-cd module. */
-export async function installArgoCdCrds(): Promise<void> {
-  const client = adminClient();
-  const dir = fileURLToPath(new URL('../../.bin/argocd-crds/', import.meta.url));
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
-    const crd = yaml.load(readFileSync(join(dir, file), 'utf8')) as KubeObject;
-    await client.apply(crdType, crd, 'modelship-tests');
-  }
-  await waitFor('Argo CD Applications served', async () => {
-    await client.request('GET', '/apis/argoproj.io/v1alpha1/applications?limit=1');
-    return true;
-  });
-}
+/** The Gateway API CRDs, from the sigs.k8s.io/gateway-api module. */
+export const installGatewayApi = () => installCrdFolder('gateway-api-crds', '/apis/gateway.networking.k8s.io/v1/httproutes', 'HTTPRoutes');
+
+/** Argo CD's Application CRD, from the github.com/argoproj/argo-cd module. */
+export const installArgoCdCrds = () => installCrdFolder('argocd-crds', '/apis/argoproj.io/v1alpha1/applications', 'Argo CD Applications');

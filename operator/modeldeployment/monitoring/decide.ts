@@ -32,8 +32,8 @@ export const measuredChecks = (spec: ModelDeploymentSpec): Check[] => (spec.moni
 export function recordMonitoringResult(check: Check, prior: CheckResult | undefined, m: Measurement, at: string, inconclusive: 'Hold' | 'Fail' = 'Hold'): CheckResult {
   const unsure = m.phase === 'Inconclusive' || m.phase === 'Error';
   const measured: Measurement = unsure && inconclusive === 'Fail' ? { ...m, phase: 'Failed', message: `${m.phase.toLowerCase()}: ${m.message}` } : m;
-  const base = measured.phase === 'Passed' ? { ...prior, failures: 0 } : prior;
-  return recordResult(check, base as CheckResult | undefined, measured, at);
+  // A pass starts the count afresh: without a prior result, recordResult counts from zero.
+  return recordResult(check, measured.phase === 'Passed' ? undefined : prior, measured, at);
 }
 
 /** When the next delivery attempt may run: 2 s, 4 s, 8 s … capped at 5 minutes. */

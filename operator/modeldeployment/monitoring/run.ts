@@ -72,7 +72,7 @@ export async function deliverNotification(md: ModelDeployment, n: PendingNotific
   }
 }
 
-/** Measures the due checks and delivers a due notification; undefined when nothing is monitored. */
+/** Measures the due checks (capturing missing drift baselines) and delivers a due notification. */
 export async function runDueMonitoring(md: ModelDeployment, view: MonitoringInput, now: Date, serviceUrl: ServiceUrl, deliver: boolean): Promise<MonitoringInput> {
   const spec = md.spec;
   const { namespace = '', name = '' } = md.metadata ?? {};
@@ -80,15 +80,12 @@ export async function runDueMonitoring(md: ModelDeployment, view: MonitoringInpu
   const vars: QueryVars = { namespace, name, revision: hash, role: 'stable' };
   const url = serviceUrl(namespace, `${name}-stable`, servicePort(md));
   const due = dueChecks(measuredChecks(spec), view.results, 0, now.getTime(), monitoringIntervalMs(spec));
-  const baselines = [...view.baselines];
   const at = now.toISOString();
-  const fresh = await Promise.all(due.map(async (check): Promise<CheckResult> => {
+  const fresh = await Promise.all(due.map(async (check): Promise<{ result: CheckResult; baseline?: DriftBaseline }> => {
     let m: Measurement;
+    let baseline: DriftBaseline | undefined;
     if (check.drift) {
-      const prior = baselines.find((b) => b.check === check.name);
-      const r = await measureDrift(check, vars, prior, now);
-      if (r.baseline && r.baseline !== prior) baselines.splice(0, baselines.length, ...baselines.filter((b) => b.check !== check.name), r.baseline);
-      m = r.measurement;
+      ({ measurement: m, baseline } = await measureDrift(check, vars, view.baselines.find((b) => b.check === check.name), now));
     } else {
       const stable = md.status?.stableRevision;
       m = await measureCheck(check, {
@@ -99,13 +96,15 @@ export async function runDueMonitoring(md: ModelDeployment, view: MonitoringInpu
         },
       });
     }
-    return recordMonitoringResult(check, view.results.find((r) => r.check === check.name), m, at, spec.monitoring?.inconclusive);
+    return { result: recordMonitoringResult(check, view.results.find((r) => r.check === check.name), m, at, spec.monitoring?.inconclusive), ...(baseline ? { baseline } : {}) };
   }));
-  const results = (spec.monitoring?.checks ?? []).map((c) => fresh.find((r) => r.check === c.name) ?? view.results.find((r) => r.check === c.name))
-    .filter((r): r is CheckResult => !!r);
+  const checks = spec.monitoring?.checks ?? [];
+  const latest = (c: Check) => fresh.find((f) => f.result.check === c.name);
+  const results = checks.map((c) => latest(c)?.result ?? view.results.find((r) => r.check === c.name)).filter((r): r is CheckResult => !!r);
+  const baselines = checks.filter((c) => c.drift).map((c) => latest(c)?.baseline ?? view.baselines.find((b) => b.check === c.name)).filter((b): b is DriftBaseline => !!b);
   const n = md.status?.monitoring?.notification;
   const delivery = deliver && n ? await deliverNotification(md, n) : undefined;
-  return { revision: hash, results, baselines: baselines.filter((b) => spec.monitoring?.checks?.some((c) => c.drift && c.name === b.check)), ...(delivery ? { delivery } : {}) };
+  return { revision: hash, results, baselines, ...(delivery ? { delivery } : {}) };
 }
 
 /** Monitoring, measured in the background. */
