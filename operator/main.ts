@@ -4,14 +4,14 @@
 // --kubeconfig, KUBECONFIG, or the in-cluster service account.
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { ModelDeployment } from './api/generated.js';
 import { Controller } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
 import { WriteExpectations } from './runtime/expectations.js';
 import { startHealthServer } from './runtime/health.js';
 import { Informer, NamespacedInformers, type InformerHandlers, type InformerOptions, type ObjectCache } from './runtime/informer.js';
-import { ApiError, KubeClient, type KubeObject, type ResourceType } from './runtime/kube.js';
+import { ApiError, KubeClient, writeMethods, type KubeObject, type ResourceType } from './runtime/kube.js';
+import { loadClusterAccess } from './runtime/kubeconfig.js';
 import { LeaderElector, defaultLeaderTimings } from './runtime/leader.js';
 import { createLogger } from './runtime/logger.js';
 import { OperatorMetrics } from './runtime/metrics.js';
@@ -40,20 +40,17 @@ async function runOperator(argv: string[]): Promise<void> {
     },
   });
   const log = createLogger();
-  const kc = new KubeConfig();
-  const kubeconfig = values.kubeconfig ?? env.KUBECONFIG;
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
+  const access = loadClusterAccess(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
   const identity = `${hostname()}_${process.pid}`;
   const expectations = new WriteExpectations();
-  const client = new KubeClient(kc, identity);
+  const client = new KubeClient(access, identity);
   const exitAfterWrites = Number(env.MODELSHIP_FAULT_EXIT_AFTER_WRITES ?? 0);
   const metrics = new OperatorMetrics();
   let writesDone = 0;
   client.onRequest((method, _path, code) => {
     metrics.apiRequests.inc({ method, code: String(code) });
     // Fault injection for the crash-consistency tests: die, as a SIGKILL would, right after the k-th write.
-    if (exitAfterWrites > 0 && method !== 'GET' && code >= 200 && code < 300 && ++writesDone >= exitAfterWrites) process.kill(process.pid, 'SIGKILL');
+    if (exitAfterWrites > 0 && writeMethods.has(method) && code >= 200 && code < 300 && ++writesDone >= exitAfterWrites) process.kill(process.pid, 'SIGKILL');
   });
   const events = new EventRecorder(client, 'modelship.io/operator', identity, log);
 

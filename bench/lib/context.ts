@@ -103,7 +103,7 @@ export class BenchContext {
     this.nodes = count;
     await installCrd();
     this.namespace = await createNamespace('bench');
-    this.observer = new Observer(this.kc, this.namespace);
+    this.observer = new Observer(this.state.kubeconfig, this.namespace);
     await this.observer.start();
     const components: Record<string, number> = { supervisor: this.state.supervisorPid };
     for (const [name, pid] of Object.entries(this.state.pids)) if (pid) components[name] = pid;

@@ -2,10 +2,10 @@
 // short states and cost the apiserver what it measures): children exist (its Deployment for the
 // expected revision and its Service), status.observedGeneration current, Ready=True, canary started,
 // promoted, old revision removed.
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { ModelDeployment } from '../../operator/api/generated.js';
 import { Informer } from '../../operator/runtime/informer.js';
 import { KubeClient, type KubeObject } from '../../operator/runtime/kube.js';
+import { loadClusterAccess } from '../../operator/runtime/kubeconfig.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -47,8 +47,8 @@ export class Observer {
   onDeployment: ((d: Obj) => void) | undefined;
   events = 0;
 
-  constructor(kc: KubeConfig, readonly namespace: string) {
-    const client = new KubeClient(kc, undefined, 'modelship-bench-observer/0.1.0');
+  constructor(kubeconfig: string, readonly namespace: string) {
+    const client = new KubeClient(loadClusterAccess({ kubeconfig }), undefined, 'modelship-bench-observer/0.1.0');
     this.mds = new Informer<Md>(client, Resources.ModelDeployment, {
       onUpsert: (md) => this.md(md),
     }, { namespace, stallMs: 600_000 });

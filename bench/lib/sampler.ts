@@ -6,6 +6,7 @@
 // nodejs_eventloop_lag_p99_seconds is the p99 of the window since the previous one. The p99 of a phase
 // is at most the largest window p99 inside it (if no window has more than 1% of its samples above x,
 // neither has their union), and that bound is what is reported.
+import { writeMethods } from '../../operator/runtime/kube.js';
 import { BenchOperator, Metrics, procStat } from './operator.js';
 import { bucketDelta, histogramQuantile, percentile, round, type Bucket } from './stats.js';
 
@@ -190,7 +191,7 @@ export class Sampler {
       return out;
     };
     const requests = diff((m) => m.by('modelship_api_requests_total', 'method'));
-    const writes = Object.entries(requests).filter(([m]) => m !== 'GET').reduce((n, [, v]) => n + v, 0);
+    const writes = Object.entries(requests).filter(([m]) => writeMethods.has(m)).reduce((n, [, v]) => n + v, 0);
     const hist = (metric: string) => {
       if (!end) return undefined;
       const after: Bucket[] = end.metrics.buckets(metric);

@@ -4,10 +4,10 @@
 // and, for rollback, the spec of a history entry; it never touches status.
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
 import yaml from 'js-yaml';
 import type { ModelDeployment, ModelDeploymentSpec } from '../api/generated.js';
 import { ApiError, KubeClient, apiPath, type KubeList } from '../runtime/kube.js';
+import { loadClusterAccess } from '../runtime/kubeconfig.js';
 import { Resources } from '../runtime/resources.js';
 import { abortAnnotation, captureBaselineAnnotation, promoteAnnotation, retryAnnotation } from '../modeldeployment/rollout/operations.js';
 import { historyView, listView, numberedHistory, statusView } from './plugin-view.js';
@@ -50,15 +50,13 @@ interface Options {
 }
 
 function connect(kubeconfig: string | undefined, context: string | undefined): { client: KubeClient; namespace: string } {
-  const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
-  if (context) {
-    if (!kc.getContexts().some((c) => c.name === context)) throw new PluginError(`no context "${context}" in the kubeconfig`, ExitCode.usage);
-    kc.setCurrentContext(context);
+  let access;
+  try {
+    access = loadClusterAccess({ ...(kubeconfig ? { kubeconfig } : {}), ...(context ? { context } : {}) });
+  } catch (err) {
+    throw new PluginError((err as Error).message, ExitCode.usage);
   }
-  const namespace = kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
-  return { client: new KubeClient(kc, undefined, 'kubectl-modelship/0.1.0'), namespace };
+  return { client: new KubeClient(access, undefined, 'kubectl-modelship/0.1.0'), namespace: access.namespace };
 }
 
 function explain(err: unknown, what: string): PluginError {

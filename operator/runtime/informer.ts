@@ -5,7 +5,6 @@
 //    and restarts with backoff after *any* error, not only 410 Gone. A 410 (or an ERROR event) relists.
 //  - A watch that goes quiet for longer than `stallMs` (no events, no bookmarks) is presumed dead and
 //    restarted: half-open TCP connections otherwise stall a watch silently.
-import { Watch } from '@kubernetes/client-node';
 import { apiPath, ApiError, type KubeClient, type KubeObject, type ResourceType } from './kube.js';
 import { backoffDelay } from './workqueue.js';
 
@@ -176,26 +175,24 @@ export class Informer<T extends KubeObject> {
 
   private async watch(): Promise<void> {
     if (this.stopped) return;
-    const watch = new Watch(this.client.kc);
-    // client-node's inactivity timer aborts a watch with no data for this long: our stall watchdog.
-    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = this.options.stallMs ?? 90_000;
-    const path = apiPath(this.type, this.options.namespace);
+    const abort = new AbortController();
+    this.abort = abort;
     let needRelist = false;
     try {
-      this.abort = await watch.watch(path, {
+      await this.client.watch<T>(apiPath(this.type, this.options.namespace), {
         allowWatchBookmarks: true,
         resourceVersion: this.resourceVersion,
         labelSelector: this.options.labelSelector,
         // Randomised like client-go (5-10 min) so many watches do not all reconnect at once.
         timeoutSeconds: 300 + Math.floor(Math.random() * 300),
-      }, (type: string, obj: T) => {
+      }, ({ type, object: obj }) => {
         this.lastEventAt = Date.now();
         this.failures = 0;
         if (type === 'ERROR') {
           const status = obj as unknown as { code?: number; message?: string };
           needRelist = true;
           this.options.onError?.(new ApiError(status.code ?? 0, 'WatchError', status.message ?? 'watch error'));
-          this.abort?.abort();
+          abort.abort();
           return;
         }
         const rv = obj.metadata?.resourceVersion;
@@ -212,18 +209,17 @@ export class Informer<T extends KubeObject> {
           this.put(key, kept);
           this.handlers.onUpsert?.(kept, prev);
         }
-      }, (err: unknown) => {
-        if (this.stopped) return;
-        const code = (err as { statusCode?: number } | null)?.statusCode;
-        // 410 means our resourceVersion is gone; after repeated failures a relist is the safe reset too.
-        if (needRelist || code === 410 || (err && this.failures >= 3)) this.scheduleRestart(true, err ? err as Error : undefined);
-        else if (err) this.scheduleRestart(false, err as Error);
-        // A clean end (server-side timeout) reconnects at once from the last resourceVersion.
-        else void this.watch();
-      });
+      }, { signal: abort.signal, stallMs: this.options.stallMs ?? 90_000 });
+      if (this.stopped) return;
+      // An ERROR event (our resourceVersion is too old) relists; a clean end (the server-side
+      // timeout) reconnects at once from the last resourceVersion.
+      if (needRelist) this.scheduleRestart(true);
+      else void this.watch();
     } catch (err) {
-      const gone = err instanceof Error && /\b410\b|Gone|too old/i.test(err.message);
-      this.scheduleRestart(gone, err as Error);
+      if (this.stopped) return;
+      // 410 means our resourceVersion is gone; after repeated failures a relist is the safe reset too.
+      const relist = (err instanceof ApiError && err.code === 410) || this.failures >= 3;
+      this.scheduleRestart(relist, err as Error);
     }
   }
 }

@@ -1,12 +1,14 @@
-// A small, kind-agnostic Kubernetes client on top of client-node's authentication. Everything the
-// operator does to the API (list, watch, server-side apply, status, delete, leases, events) goes through
-// `request`, which counts requests for metrics and turns failures into one error type.
+// A small, kind-agnostic Kubernetes client on Node's own HTTP stack, with keep-alive connections.
+// Everything the operator does to the API (list, watch, server-side apply, status, delete, leases,
+// events) goes through `request` or `watch`, which count requests for metrics and turn failures into
+// one error type.
 //
 // Why not the generated typed clients: they rename fields when serialising (`_from`, `_continue`), pick
 // JSON Patch as the default patch type, and need one class per group; an operator that applies
 // plain objects wants none of that.
-import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
-import { fetch, type Dispatcher } from 'undici';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { ClusterAccess, Connection } from './kubeconfig.js';
 
 export interface ObjectMeta {
   name?: string;
@@ -57,6 +59,9 @@ export interface ResourceType {
   namespaced: boolean;
 }
 
+/** The methods that change something: what counts as a write (watches are counted as WATCH). */
+export const writeMethods: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
 /** Identifies the operator's requests in audit logs and apiserver metrics. */
 export const userAgentPrefix = 'modelship-operator/0.1.0';
 
@@ -94,25 +99,36 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+async function readBody(res: IncomingMessage): Promise<string> {
+  res.setEncoding('utf8');
+  let text = '';
+  for await (const chunk of res as AsyncIterable<string>) text += chunk;
+  return text;
+}
+
 export type RequestObserver = (method: string, path: string, code: number) => void;
+
+/** A watch event as the apiserver streams it, one JSON object per line. */
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
+}
 
 export class KubeClient {
   private observer: RequestObserver | undefined;
 
-  private auth: { headers: Record<string, string>; dispatcher: Dispatcher | undefined; at: number } | undefined;
+  private connection: { value: Promise<Connection>; at: number } | undefined;
 
-  private static readonly authTtlMs = 5 * 60_000;
+  private static readonly renewMs = 5 * 60_000;
 
   private readonly userAgent: string;
 
-  constructor(readonly kc: KubeConfig, identity?: string, product = userAgentPrefix) {
+  constructor(readonly access: ClusterAccess, identity?: string, product = userAgentPrefix) {
     this.userAgent = identity ? `${product} (${identity})` : product;
   }
 
   get server(): string {
-    const cluster = this.kc.getCurrentCluster();
-    if (!cluster) throw new Error('the kubeconfig has no current cluster');
-    return cluster.server;
+    return this.access.server;
   }
 
   onRequest(observer: RequestObserver): void {
@@ -120,55 +136,132 @@ export class KubeClient {
   }
 
   /**
-   * Authentication headers and TLS dispatcher, as client-node computes them. client-node builds a new
-   * undici Agent on every call, which means a TLS handshake and a connection pool per request: under
-   * load that costs most of the CPU and hundreds of MB. One is kept and reused (keep-alive connections),
-   * and renewed every `authTtlMs`, or at once after a 401, so rotated tokens and certificates are
-   * picked up.
+   * Credentials and the keep-alive connection pool, read again every `renewMs` or at once after a 401,
+   * so rotated tokens and certificates are picked up. The pool is replaced only when the TLS material
+   * changed; the old one is closed once requests started on it have had time to finish.
    */
-  async prepare(url: URL, method: HttpMethod = HttpMethod.GET): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher | undefined }> {
+  private connect(): Promise<Connection> {
     const now = Date.now();
-    if (!this.auth || now - this.auth.at > KubeClient.authTtlMs) {
-      const ctx = new RequestContext(url.toString(), method);
-      await this.kc.applySecurityAuthentication(ctx);
-      const old = this.auth?.dispatcher;
-      this.auth = { headers: ctx.getHeaders(), dispatcher: ctx.getDispatcher(), at: now };
-      // Requests may still be starting on the old one; close() lets those finish.
-      if (old && old !== this.auth.dispatcher) setTimeout(() => void old.close().catch(() => undefined), 30_000).unref();
+    if (!this.connection || now - this.connection.at > KubeClient.renewMs) {
+      const previous = this.connection?.value;
+      const value = this.access.connect();
+      this.connection = { value, at: now };
+      // A failed read (a token file mid-rotation) is retried on the next request, not cached.
+      value.catch(() => { if (this.connection?.value === value) this.connection = undefined; });
+      if (previous) {
+        void Promise.all([previous, value]).then(([old, fresh]) => {
+          if (old.agent !== fresh.agent) setTimeout(() => old.agent.destroy(), 30_000).unref();
+        }, () => undefined);
+      }
     }
-    return { headers: { ...this.auth.headers }, dispatcher: this.auth.dispatcher };
+    return this.connection.value;
   }
 
-  async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
-    const url = new URL(this.server.replace(/\/$/, '') + path);
+  /**
+   * Sends one request and resolves with the response, its body unread. A connection the server had
+   * closed while idle fails at once with ECONNRESET; such a request never reached the server and is
+   * sent once more on a new connection (not a POST, which is not idempotent).
+   */
+  private async send(method: string, path: string, opts: RequestOptions, signal: AbortSignal): Promise<IncomingMessage> {
+    const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const { headers, dispatcher } = await this.prepare(url, method as HttpMethod);
-    headers.Accept = 'application/json';
-    headers['User-Agent'] = this.userAgent;
-    let body: string | undefined;
-    if (opts.body !== undefined) {
-      body = JSON.stringify(opts.body);
-      headers['Content-Type'] = opts.contentType ?? 'application/json';
+    const { agent, headers } = await this.connect();
+    const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const requestHeaders: Record<string, string> = { ...headers, Accept: 'application/json', 'User-Agent': this.userAgent };
+    if (body !== undefined) {
+      requestHeaders['Content-Type'] = opts.contentType ?? 'application/json';
+      requestHeaders['Content-Length'] = String(Buffer.byteLength(body));
     }
-    const signals = [opts.signal, AbortSignal.timeout(opts.timeoutMs ?? 30_000)].filter((s): s is AbortSignal => !!s);
-    let res;
-    try {
-      res = await fetch(url, { method, headers, body, dispatcher, signal: AbortSignal.any(signals) });
-    } catch (err) {
-      this.observer?.(method, path, 0);
-      throw new ApiError(0, 'ConnectionError', `${method} ${url.pathname}: ${(err as Error).message}`);
+    const transport = url.protocol === 'http:' ? httpRequest : httpsRequest;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await new Promise<IncomingMessage>((resolve, reject) => {
+          const req = transport(url, { method, headers: requestHeaders, agent, signal }, resolve);
+          req.once('error', (err: NodeJS.ErrnoException) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
+          req.end(body);
+        });
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
+        if (attempt === 1 && e.reusedSocket && e.code === 'ECONNRESET' && method !== 'POST' && !signal.aborted) continue;
+        throw new ApiError(0, 'ConnectionError', `${method} ${url.pathname}: ${e.message}`);
+      }
     }
-    this.observer?.(method, path, res.status);
-    if (res.status === 401) this.auth = undefined;
-    const text = await res.text();
-    if (res.status >= 200 && res.status < 300) return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  private failure(method: string, path: string, code: number, text: string): ApiError {
     let status: { reason?: string; message?: string; details?: unknown } = {};
     try {
       status = JSON.parse(text) as typeof status;
     } catch {
       status = { message: text.slice(0, 500) };
     }
-    throw new ApiError(res.status, status.reason ?? String(res.status), status.message ?? `${method} ${url.pathname} failed with ${res.status}`, status.details);
+    return new ApiError(code, status.reason ?? String(code), status.message ?? `${method} ${path} failed with ${code}`, status.details);
+  }
+
+  async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const signal = AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs ?? 30_000)].filter((s): s is AbortSignal => !!s));
+    let res: IncomingMessage;
+    let text: string;
+    try {
+      res = await this.send(method, path, opts, signal);
+      text = await readBody(res);
+    } catch (err) {
+      this.observer?.(method, path, 0);
+      throw err instanceof ApiError ? err : new ApiError(0, 'ConnectionError', `${method} ${path}: ${(err as Error).message}`);
+    }
+    const code = res.statusCode ?? 0;
+    this.observer?.(method, path, code);
+    if (code === 401) this.connection = undefined;
+    if (code >= 200 && code < 300) return (text ? JSON.parse(text) : undefined) as T;
+    throw this.failure(method, path, code, text);
+  }
+
+  /**
+   * Streams a watch: `onEvent` gets each event as it arrives. Resolves when the server ends the watch
+   * (its timeoutSeconds) or `signal` aborts it; rejects with an ApiError on a refused watch (410 Gone
+   * among them) or a broken connection, and with reason `WatchStalled` when nothing, not even a
+   * bookmark, arrived for `stallMs`: a half-open connection otherwise stalls a watch silently.
+   */
+  async watch<T>(path: string, query: RequestOptions['query'], onEvent: (event: WatchEvent<T>) => void, opts: { signal: AbortSignal; stallMs: number }): Promise<void> {
+    const stall = new AbortController();
+    const signal = AbortSignal.any([opts.signal, stall.signal]);
+    let timer = setTimeout(() => stall.abort(), opts.stallMs);
+    const stalled = () => new ApiError(0, 'WatchStalled', `GET ${path}: no event for ${opts.stallMs / 1000} s`);
+    try {
+      let res: IncomingMessage;
+      try {
+        res = await this.send('GET', path, { query: { ...query, watch: true } }, signal);
+      } catch (err) {
+        this.observer?.('WATCH', path, 0);
+        if (opts.signal.aborted) return;
+        throw stall.signal.aborted ? stalled() : err;
+      }
+      const code = res.statusCode ?? 0;
+      this.observer?.('WATCH', path, code);
+      if (code === 401) this.connection = undefined;
+      if (code !== 200) throw this.failure('GET', path, code, await readBody(res).catch(() => ''));
+      res.setEncoding('utf8');
+      let pending = '';
+      try {
+        for await (const chunk of res as AsyncIterable<string>) {
+          clearTimeout(timer);
+          timer = setTimeout(() => stall.abort(), opts.stallMs);
+          pending += chunk;
+          let newline;
+          while ((newline = pending.indexOf('\n')) >= 0) {
+            const line = pending.slice(0, newline);
+            pending = pending.slice(newline + 1);
+            if (line.trim()) onEvent(JSON.parse(line) as WatchEvent<T>);
+          }
+        }
+      } catch (err) {
+        if (opts.signal.aborted) return;
+        if (stall.signal.aborted) throw stalled();
+        throw err instanceof ApiError ? err : new ApiError(0, 'ConnectionError', `GET ${path} (watch): ${(err as Error).message}`);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   get<T extends ObjectLike>(type: ResourceType, namespace: string | undefined, name: string): Promise<T> {

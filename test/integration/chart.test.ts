@@ -244,11 +244,9 @@ async function canI(kubeconfig: string, verb: string, resource: string, namespac
 class OperatorlessClient {
   constructor(private readonly kubeconfig: string) {}
   async request<T>(method: string, path: string, opts: { body?: unknown } = {}): Promise<T> {
-    const { KubeConfig } = await import('@kubernetes/client-node');
     const { KubeClient } = await import('../../operator/runtime/kube.js');
-    const kc = new KubeConfig();
-    kc.loadFromFile(this.kubeconfig);
-    return new KubeClient(kc, undefined, 'modelship-tests').request<T>(method, path, opts);
+    const { loadClusterAccess } = await import('../../operator/runtime/kubeconfig.js');
+    return new KubeClient(loadClusterAccess({ kubeconfig: this.kubeconfig }), undefined, 'modelship-tests').request<T>(method, path, opts);
   }
 }
 

@@ -5,13 +5,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
 import { KubeClient, type KubeObject } from '../../operator/runtime/kube.js';
+import { loadClusterAccess } from '../../operator/runtime/kubeconfig.js';
 import { loadCrd } from '../../operator/api/schema.js';
 import { testCluster, waitFor } from '../cluster/cluster.js';
 
 const crdType = { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false };
 
 export function adminClient(): KubeClient {
-  return new KubeClient(testCluster().kc, undefined, 'modelship-tests');
+  return new KubeClient(loadClusterAccess({ kubeconfig: testCluster().state.kubeconfig }), undefined, 'modelship-tests');
 }
 
 export async function installCrd(): Promise<void> {

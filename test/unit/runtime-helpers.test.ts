@@ -3,13 +3,7 @@ import { canonicalJson, revisionHash } from '../../operator/api/revision.js';
 import { isSubset, appliedHash } from '../../operator/modeldeployment/reconcile.js';
 import { WriteExpectations } from '../../operator/runtime/expectations.js';
 import { microTime } from '../../operator/runtime/events.js';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
-import { apiPath, KubeClient } from '../../operator/runtime/kube.js';
-import { ensurePki } from '../cluster/pki.js';
+import { apiPath } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { modelDeployment } from '../support/builders.js';
 
@@ -62,30 +56,6 @@ test('event times are MicroTime; API paths are built per scope', (t) => {
   t.is(apiPath(Resources.Deployment, 'ns', 'd'), '/apis/apps/v1/namespaces/ns/deployments/d');
   t.is(apiPath(Resources.Pod), '/api/v1/pods');
   t.is(apiPath(Resources.ModelDeployment, 'ns', 'm', 'status'), '/apis/modelship.io/v1alpha1/namespaces/ns/modeldeployments/m/status');
-});
-
-test('the API client reuses its TLS connections instead of a new pool and handshake per request', async (t) => {
-  const pki = ensurePki(mkdtempSync(join(tmpdir(), 'pki-')));
-  let connections = 0;
-  const server = createServer({ cert: readFileSync(pki.servingCert), key: readFileSync(pki.servingKey) }, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' }).end('{"kind":"Namespace","metadata":{"name":"x"}}');
-  });
-  server.on('secureConnection', () => { connections++; });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => { server.closeAllConnections(); server.close(); });
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `https://127.0.0.1:${(server.address() as { port: number }).port}`, caFile: pki.caCert }],
-    users: [{ name: 'u', token: 'secret' }],
-    contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
-    currentContext: 'ctx',
-  });
-  const client = new KubeClient(kc);
-  for (let i = 0; i < 20; i++) await client.get(Resources.Service, 'default', 'x');
-  await Promise.all(Array.from({ length: 10 }, () => client.get(Resources.Service, 'default', 'x')));
-  // One connection for the sequential requests, at most one more per concurrent one: not one per request.
-  t.true(connections <= 11, `${connections} TLS connections for 30 requests`);
-  t.true(connections >= 1);
 });
 
 test('a pod is cached as a summary: the trouble it shows is the same, at a fraction of the size', async (t) => {
