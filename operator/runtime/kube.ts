@@ -97,6 +97,8 @@ export interface RequestOptions {
   contentType?: string;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** Told the size of a successful response body, in characters. */
+  onResponseSize?: (chars: number) => void;
 }
 
 async function readBody(res: IncomingMessage): Promise<string> {
@@ -212,7 +214,10 @@ export class KubeClient {
     const code = res.statusCode ?? 0;
     this.observer?.(method, path, code);
     if (code === 401) this.connection = undefined;
-    if (code >= 200 && code < 300) return (text ? JSON.parse(text) : undefined) as T;
+    if (code >= 200 && code < 300) {
+      opts.onResponseSize?.(text.length);
+      return (text ? JSON.parse(text) : undefined) as T;
+    }
     throw this.failure(method, path, code, text);
   }
 
@@ -269,10 +274,11 @@ export class KubeClient {
   }
 
   /** One page of a list. */
-  list<T extends ObjectLike>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; limit?: number; continueToken?: string; resourceVersion?: string } = {}): Promise<KubeList<T>> {
+  list<T extends ObjectLike>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; limit?: number; continueToken?: string; resourceVersion?: string; onResponseSize?: (chars: number) => void } = {}): Promise<KubeList<T>> {
     return this.request<KubeList<T>>('GET', apiPath(type, opts.namespace), {
       query: { labelSelector: opts.labelSelector, limit: opts.limit, continue: opts.continueToken, resourceVersion: opts.resourceVersion },
       timeoutMs: 120_000,
+      ...(opts.onResponseSize ? { onResponseSize: opts.onResponseSize } : {}),
     });
   }
 

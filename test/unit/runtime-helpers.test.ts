@@ -76,3 +76,15 @@ test('a pod is cached as a summary: the trouble it shows is the same, at a fract
   const size = (o: unknown) => JSON.stringify(o).length;
   t.true(size(pods.map(podSummary)) * 2 < size(pods), `${size(pods.map(podSummary))} bytes kept of ${size(pods)}`);
 });
+
+test('list pages are sized to about 1 MB from the objects of the page before, between 25 and 500 objects', async (t) => {
+  const { nextPageSize } = await import('../../operator/runtime/informer.js');
+  // Model pods with managedFields, about 18 KB each: 55 per page, not 500 (9 MB, ~100 ms of JSON.parse).
+  t.is(nextPageSize(100, 100, 1_800_000), 55);
+  // Small objects: client-go's 500.
+  t.is(nextPageSize(100, 100, 200_000), 500);
+  // Huge objects never go below 25; an empty or unmeasured page keeps the size it had.
+  t.is(nextPageSize(100, 10, 5_000_000), 25);
+  t.is(nextPageSize(100, 0, 0), 100);
+  t.is(nextPageSize(250, 40, 0), 250);
+});
