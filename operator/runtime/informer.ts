@@ -129,7 +129,7 @@ export class Informer<T extends KubeObject> {
     if (this.stopped) return;
     if (err) this.options.onError?.(err);
     this.failures++;
-    // 1 s, 2 s, 4 s … 30 s: a down apiserver is retried briskly but never hammered.
+    // 0.5 s, 1 s, 2 s … 30 s: a down apiserver is retried briskly but never hammered.
     const delay = Math.min(30_000, backoffDelay(this.failures, { baseMs: 500, maxMs: 30_000 }));
     clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => void (relist ? this.relist() : this.watch()), delay);
@@ -162,7 +162,8 @@ export class Informer<T extends KubeObject> {
         resourceVersion = page.metadata?.resourceVersion;
         // Long lists are parsed page by page; yield so timers and the health server keep running.
         await new Promise((r) => setImmediate(r));
-      } while (continueToken);
+      } while (continueToken && !this.stopped);
+      if (this.stopped) return;
       this.options.onRelist?.();
       this.replaceStore(fresh);
       this.resourceVersion = resourceVersion;
@@ -194,6 +195,8 @@ export class Informer<T extends KubeObject> {
     const abort = new AbortController();
     this.abort = abort;
     let needRelist = false;
+    let events = 0;
+    const startedAt = Date.now();
     try {
       await this.client.watch<T>(apiPath(this.type, this.options.namespace), {
         allowWatchBookmarks: true,
@@ -203,14 +206,16 @@ export class Informer<T extends KubeObject> {
         timeoutSeconds: 300 + Math.floor(Math.random() * 300),
       }, ({ type, object: obj }) => {
         this.lastEventAt = Date.now();
-        this.failures = 0;
+        events++;
         if (type === 'ERROR') {
-          const status = obj as unknown as { code?: number; message?: string };
+          // Not a success: a server answering every watch with ERROR must meet the back-off.
+          const status = obj as unknown as { code?: number; reason?: string; message?: string };
           needRelist = true;
-          this.options.onError?.(new ApiError(status.code ?? 0, 'WatchError', status.message ?? 'watch error'));
+          this.options.onError?.(new ApiError(status.code ?? 0, status.reason ?? 'WatchError', status.message ?? 'watch error'));
           abort.abort();
           return;
         }
+        this.failures = 0;
         const rv = obj.metadata?.resourceVersion;
         if (rv) this.resourceVersion = rv;
         if (type === 'BOOKMARK') return;
@@ -228,8 +233,10 @@ export class Informer<T extends KubeObject> {
       }, { signal: abort.signal, stallMs: this.options.stallMs ?? 90_000 });
       if (this.stopped) return;
       // An ERROR event (our resourceVersion is too old) relists; a clean end (the server-side
-      // timeout) reconnects at once from the last resourceVersion.
+      // timeout) reconnects at once from the last resourceVersion, unless the watch ended at once
+      // with nothing in it (a proxy closing it, say): client-go's "very short watch", met with back-off.
       if (needRelist) this.scheduleRestart(true);
+      else if (events === 0 && Date.now() - startedAt < 1000) this.scheduleRestart(false, new ApiError(0, 'ShortWatch', `watch of ${this.type.plural} ended at once with no events`));
       else void this.watch();
     } catch (err) {
       if (this.stopped) return;

@@ -101,6 +101,42 @@ export interface RequestOptions {
   onResponseSize?: (chars: number) => void;
 }
 
+/** Resolves like `promise`, or rejects as soon as `signal` aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** A request that got no HTTP answer: unreachable, reset, timed out, or its credentials unreadable. */
+function connectionError(method: string, path: string, err: unknown, signal: AbortSignal): ApiError {
+  if (err instanceof ApiError) return err;
+  const reason = signal.reason as Error | undefined;
+  if (signal.aborted && reason?.name === 'TimeoutError') return new ApiError(0, 'Timeout', `${method} ${path}: no answer in time`);
+  return new ApiError(0, 'ConnectionError', `${method} ${path}: ${(err as Error).message}`);
+}
+
+/**
+ * An HTTP error. The apiserver answers with a Status object; proxies and load balancers in front of
+ * it answer with empty, HTML or plain-text bodies, which still need a message that says what failed.
+ */
+export function statusError(method: string, path: string, code: number, text: string): ApiError {
+  let status: unknown;
+  try {
+    status = JSON.parse(text);
+  } catch {
+    status = undefined;
+  }
+  const s = (status !== null && typeof status === 'object' ? status : {}) as { reason?: unknown; message?: unknown; details?: unknown };
+  const reason = typeof s.reason === 'string' && s.reason ? s.reason : String(code);
+  const message = typeof s.message === 'string' && s.message ? s.message
+    : `${method} ${path}: HTTP ${code}${text.trim() ? `: ${text.trim().slice(0, 300)}` : ''}`;
+  return new ApiError(code, reason, message, s.details);
+}
+
 async function readBody(res: IncomingMessage): Promise<string> {
   res.setEncoding('utf8');
   let text = '';
@@ -139,22 +175,20 @@ export class KubeClient {
 
   /**
    * Credentials and the keep-alive connection pool, read again every `renewMs` or at once after a 401,
-   * so rotated tokens and certificates are picked up. The pool is replaced only when the TLS material
-   * changed; the old one is closed once requests started on it have had time to finish.
+   * so rotated tokens and certificates are picked up. A renewal that fails (a token file caught
+   * mid-rotation) keeps the last good credentials, as client-go does; with none yet, the next request
+   * tries again.
    */
   private connect(): Promise<Connection> {
     const now = Date.now();
     if (!this.connection || now - this.connection.at > KubeClient.renewMs) {
       const previous = this.connection?.value;
-      const value = this.access.connect();
+      const value = this.access.connect().catch((err: unknown) => {
+        if (previous) return previous;
+        throw err;
+      });
       this.connection = { value, at: now };
-      // A failed read (a token file mid-rotation) is retried on the next request, not cached.
       value.catch(() => { if (this.connection?.value === value) this.connection = undefined; });
-      if (previous) {
-        void Promise.all([previous, value]).then(([old, fresh]) => {
-          if (old.agent !== fresh.agent) setTimeout(() => old.agent.destroy(), 30_000).unref();
-        }, () => undefined);
-      }
     }
     return this.connection.value;
   }
@@ -162,42 +196,39 @@ export class KubeClient {
   /**
    * Sends one request and resolves with the response, its body unread. A connection the server had
    * closed while idle fails at once with ECONNRESET; such a request never reached the server and is
-   * sent once more on a new connection (not a POST, which is not idempotent).
+   * sent once more on a new connection (not a POST, which is not idempotent; a repeated apply, patch,
+   * put or delete yields the same object, a conflict or a 404).
    */
   private async send(method: string, path: string, opts: RequestOptions, signal: AbortSignal): Promise<IncomingMessage> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const { agent, headers } = await this.connect();
+    let connection: Connection;
+    try {
+      // A hung credential plugin must not outlive the request's own deadline.
+      connection = await abortable(this.connect(), signal);
+    } catch (err) {
+      throw connectionError(method, url.pathname, err, signal);
+    }
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    const requestHeaders: Record<string, string> = { ...headers, Accept: 'application/json', 'User-Agent': this.userAgent };
+    const headers: Record<string, string> = { ...connection.headers, Accept: 'application/json', 'User-Agent': this.userAgent };
     if (body !== undefined) {
-      requestHeaders['Content-Type'] = opts.contentType ?? 'application/json';
-      requestHeaders['Content-Length'] = String(Buffer.byteLength(body));
+      headers['Content-Type'] = opts.contentType ?? 'application/json';
+      headers['Content-Length'] = String(Buffer.byteLength(body));
     }
     const transport = url.protocol === 'http:' ? httpRequest : httpsRequest;
     for (let attempt = 1; ; attempt++) {
       try {
         return await new Promise<IncomingMessage>((resolve, reject) => {
-          const req = transport(url, { method, headers: requestHeaders, agent, signal }, resolve);
-          req.once('error', (err: NodeJS.ErrnoException) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
+          const req = transport(url, { method, headers, agent: connection.agent, signal }, resolve);
+          req.on('error', (err: NodeJS.ErrnoException) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
           req.end(body);
         });
       } catch (err) {
         const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
         if (attempt === 1 && e.reusedSocket && e.code === 'ECONNRESET' && method !== 'POST' && !signal.aborted) continue;
-        throw new ApiError(0, 'ConnectionError', `${method} ${url.pathname}: ${e.message}`);
+        throw connectionError(method, url.pathname, err, signal);
       }
     }
-  }
-
-  private failure(method: string, path: string, code: number, text: string): ApiError {
-    let status: { reason?: string; message?: string; details?: unknown } = {};
-    try {
-      status = JSON.parse(text) as typeof status;
-    } catch {
-      status = { message: text.slice(0, 500) };
-    }
-    return new ApiError(code, status.reason ?? String(code), status.message ?? `${method} ${path} failed with ${code}`, status.details);
   }
 
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
@@ -209,29 +240,34 @@ export class KubeClient {
       text = await readBody(res);
     } catch (err) {
       this.observer?.(method, path, 0);
-      throw err instanceof ApiError ? err : new ApiError(0, 'ConnectionError', `${method} ${path}: ${(err as Error).message}`);
+      throw err instanceof ApiError ? err : connectionError(method, path, err, signal);
     }
     const code = res.statusCode ?? 0;
     this.observer?.(method, path, code);
     if (code === 401) this.connection = undefined;
-    if (code >= 200 && code < 300) {
-      opts.onResponseSize?.(text.length);
-      return (text ? JSON.parse(text) : undefined) as T;
+    if (code < 200 || code >= 300) throw statusError(method, path, code, text);
+    opts.onResponseSize?.(text.length);
+    if (!text) return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new ApiError(code, 'InvalidResponse', `${method} ${path}: HTTP ${code} with a body that is not JSON: ${text.slice(0, 200)}`);
     }
-    throw this.failure(method, path, code, text);
   }
 
   /**
-   * Streams a watch: `onEvent` gets each event as it arrives. Resolves when the server ends the watch
-   * (its timeoutSeconds) or `signal` aborts it; rejects with an ApiError on a refused watch (410 Gone
-   * among them) or a broken connection, and with reason `WatchStalled` when nothing, not even a
-   * bookmark, arrived for `stallMs`: a half-open connection otherwise stalls a watch silently.
+   * Streams a watch: `onEvent` gets each event as it arrives, ERROR events included (an expired
+   * resourceVersion comes as one, inside a 200). Resolves when the server ends the watch (its
+   * timeoutSeconds) or `signal` aborts it. Rejects with an ApiError when the watch is refused or the
+   * connection breaks, and with reason `WatchStalled` when nothing, not even a bookmark, arrived for
+   * `stallMs`: a half-open connection otherwise stalls a watch silently. An exception thrown by
+   * `onEvent` ends the watch with that exception.
    */
   async watch<T>(path: string, query: RequestOptions['query'], onEvent: (event: WatchEvent<T>) => void, opts: { signal: AbortSignal; stallMs: number }): Promise<void> {
     const stall = new AbortController();
     const signal = AbortSignal.any([opts.signal, stall.signal]);
     let timer = setTimeout(() => stall.abort(), opts.stallMs);
-    const stalled = () => new ApiError(0, 'WatchStalled', `GET ${path}: no event for ${opts.stallMs / 1000} s`);
+    const stalled = () => new ApiError(0, 'WatchStalled', `GET ${path} (watch): no event for ${opts.stallMs / 1000} s`);
     try {
       let res: IncomingMessage;
       try {
@@ -244,25 +280,46 @@ export class KubeClient {
       const code = res.statusCode ?? 0;
       this.observer?.('WATCH', path, code);
       if (code === 401) this.connection = undefined;
-      if (code !== 200) throw this.failure('GET', path, code, await readBody(res).catch(() => ''));
+      if (code !== 200) throw statusError('GET', path, code, await readBody(res).catch(() => ''));
       res.setEncoding('utf8');
+      const chunks = (res as AsyncIterable<string>)[Symbol.asyncIterator]();
       let pending = '';
-      try {
-        for await (const chunk of res as AsyncIterable<string>) {
-          clearTimeout(timer);
-          timer = setTimeout(() => stall.abort(), opts.stallMs);
-          pending += chunk;
-          let newline;
-          while ((newline = pending.indexOf('\n')) >= 0) {
-            const line = pending.slice(0, newline);
-            pending = pending.slice(newline + 1);
-            if (line.trim()) onEvent(JSON.parse(line) as WatchEvent<T>);
+      for (;;) {
+        let next: IteratorResult<string>;
+        try {
+          next = await chunks.next();
+        } catch (err) {
+          if (opts.signal.aborted) return;
+          if (stall.signal.aborted) throw stalled();
+          throw connectionError('GET', `${path} (watch)`, err, signal);
+        }
+        if (next.done) return;
+        clearTimeout(timer);
+        timer = setTimeout(() => stall.abort(), opts.stallMs);
+        pending += next.value;
+        let newline;
+        while ((newline = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, newline);
+          pending = pending.slice(newline + 1);
+          if (!line.trim()) continue;
+          let event: WatchEvent<T>;
+          try {
+            event = JSON.parse(line) as WatchEvent<T>;
+          } catch {
+            res.destroy();
+            throw new ApiError(200, 'InvalidResponse', `GET ${path} (watch): an event that is not JSON: ${line.slice(0, 200)}`);
+          }
+          try {
+            onEvent(event);
+          } catch (err) {
+            res.destroy();
+            throw err;
+          }
+          if (opts.signal.aborted) {
+            res.destroy();
+            return;
           }
         }
-      } catch (err) {
-        if (opts.signal.aborted) return;
-        if (stall.signal.aborted) throw stalled();
-        throw err instanceof ApiError ? err : new ApiError(0, 'ConnectionError', `GET ${path} (watch): ${(err as Error).message}`);
       }
     } finally {
       clearTimeout(timer);

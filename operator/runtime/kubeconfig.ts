@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { homedir } from 'node:os';
-import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import yaml from 'js-yaml';
 
 /** One way to reach the API server, with credentials read at the time it was made. */
@@ -88,15 +88,27 @@ function agentFor(server: string, tls: { ca?: string | Buffer; cert?: string | B
 }
 
 /**
+ * An agent no longer handed out: its idle connections close now, and those in use (watches, lists)
+ * close when their request ends, instead of being cut off.
+ */
+function retire(agent: HttpAgent): void {
+  agent.keepSocketAlive = () => false;
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+}
+
+/**
  * Keeps one agent (one pool of keep-alive connections) while the TLS material stays the same, and
- * makes a new one when a certificate file changes. The caller closes the old one.
+ * makes a new one when a certificate changes, retiring the old one.
  */
 class AgentCache {
   private current: { key: string; agent: HttpAgent } | undefined;
 
   get(server: string, tls: Parameters<typeof agentFor>[1]): HttpAgent {
     const key = JSON.stringify([server, String(tls.ca ?? ''), String(tls.cert ?? ''), String(tls.key ?? ''), !!tls.insecure, tls.servername ?? '']);
-    if (this.current?.key !== key) this.current = { key, agent: agentFor(server, tls) };
+    if (this.current?.key !== key) {
+      if (this.current) retire(this.current.agent);
+      this.current = { key, agent: agentFor(server, tls) };
+    }
     return this.current.agent;
   }
 }
@@ -108,9 +120,11 @@ export class KubeconfigAccess implements ClusterAccess {
   private readonly cluster: Sourced<NamedCluster>;
   private readonly user: Sourced<NamedUser>;
   private readonly agents = new AgentCache();
-  private readonly contextName: string;
+  // One client-node KubeConfig for the life of the access, so its plugin's token cache (which honours
+  // the credential's expiry) is kept instead of running the plugin at every renewal.
+  private plugin: Promise<PluginConfig> | undefined;
 
-  constructor(private readonly doc: MergedKubeconfig, contextName?: string) {
+  constructor(doc: MergedKubeconfig, contextName?: string) {
     this.contexts = [...doc.contexts.keys()];
     const name = contextName ?? doc.currentContext;
     if (!name) throw new Error('the kubeconfig has no current-context');
@@ -120,7 +134,6 @@ export class KubeconfigAccess implements ClusterAccess {
     if (!cluster?.value.server) throw new Error(`context "${name}" names cluster "${context.cluster}", which the kubeconfig does not define with a server`);
     const user = context.user ? doc.users.get(context.user) : undefined;
     if (context.user && !user) throw new Error(`context "${name}" names user "${context.user}", which the kubeconfig does not define`);
-    this.contextName = name;
     this.cluster = cluster;
     this.user = user ?? { value: {}, dir: cluster.dir };
     this.server = cluster.value.server.replace(/\/$/, '');
@@ -136,11 +149,13 @@ export class KubeconfigAccess implements ClusterAccess {
     let cert: Buffer | string | undefined = u['client-certificate-data'] ? data(u['client-certificate-data']) : u['client-certificate'] ? file(this.user.dir, u['client-certificate']) : undefined;
     let key: Buffer | string | undefined = u['client-key-data'] ? data(u['client-key-data']) : u['client-key'] ? file(this.user.dir, u['client-key']) : undefined;
     const headers: Record<string, string> = {};
-    if (u.token) headers.Authorization = `Bearer ${u.token}`;
-    else if (u.tokenFile) headers.Authorization = `Bearer ${file(this.user.dir, u.tokenFile).toString('utf8').trim()}`;
+    // As in client-go, a token file wins over a token: it is the one that gets rotated.
+    if (u.tokenFile) headers.Authorization = `Bearer ${file(this.user.dir, u.tokenFile).toString('utf8').trim()}`;
+    else if (u.token) headers.Authorization = `Bearer ${u.token}`;
     else if (u.username !== undefined && u.password !== undefined) headers.Authorization = `Basic ${Buffer.from(`${u.username}:${u.password}`).toString('base64')}`;
     else if (u.exec || u['auth-provider']) {
-      const plugin = await pluginCredentials(this.doc, this.contextName);
+      this.plugin ??= pluginConfig(this.cluster, this.user);
+      const plugin = await pluginCredentials(await this.plugin);
       Object.assign(headers, plugin.headers);
       cert = plugin.cert ?? cert;
       key = plugin.key ?? key;
@@ -151,15 +166,29 @@ export class KubeconfigAccess implements ClusterAccess {
   }
 }
 
+type PluginConfig = import('@kubernetes/client-node').KubeConfig;
+
 /**
  * exec and auth-provider users run client-node's plugins, loaded only here so nobody else pays its
- * memory. A plugin returns a token, or a client certificate and key.
+ * memory. client-node sees only what the plugin needs: the server, and the user's exec (its command
+ * resolved against the kubeconfig's directory, as kubectl does) or auth-provider. TLS stays ours.
  */
-async function pluginCredentials(doc: MergedKubeconfig, context: string): Promise<{ headers: Record<string, string>; cert?: Buffer | string; key?: Buffer | string }> {
+async function pluginConfig(cluster: Sourced<NamedCluster>, user: Sourced<NamedUser>): Promise<PluginConfig> {
   const { KubeConfig } = await import('@kubernetes/client-node');
+  const exec = user.value.exec as { command?: string } | undefined;
+  const command = exec?.command && exec.command.includes('/') && !isAbsolute(exec.command) ? join(user.dir, exec.command) : exec?.command;
   const kc = new KubeConfig();
-  kc.loadFromString(JSON.stringify(doc.toDocument()));
-  kc.setCurrentContext(context);
+  kc.loadFromOptions({
+    clusters: [{ name: 'cluster', server: cluster.value.server, skipTLSVerify: false }],
+    users: [{ name: 'user', ...(exec ? { exec: { ...exec, command } } : {}), ...(user.value['auth-provider'] ? { authProvider: user.value['auth-provider'] } : {}) }],
+    contexts: [{ name: 'context', cluster: 'cluster', user: 'user' }],
+    currentContext: 'context',
+  });
+  return kc;
+}
+
+/** A plugin returns a token, or a client certificate and key. */
+async function pluginCredentials(kc: PluginConfig): Promise<{ headers: Record<string, string>; cert?: Buffer | string; key?: Buffer | string }> {
   const options: { headers?: Record<string, string>; cert?: Buffer | string; key?: Buffer | string } = { headers: {} };
   await kc.applyToHTTPSOptions(options);
   return { headers: options.headers ?? {}, ...(options.cert ? { cert: options.cert } : {}), ...(options.key ? { key: options.key } : {}) };
@@ -181,10 +210,10 @@ export class InClusterAccess implements ClusterAccess {
     this.namespace = existsSync(join(dir, 'namespace')) ? readFileSync(join(dir, 'namespace'), 'utf8').trim() : 'default';
   }
 
-  connect(): Promise<Connection> {
+  async connect(): Promise<Connection> {
     const token = readFileSync(join(this.dir, 'token'), 'utf8').trim();
     const agent = this.agents.get(this.server, { ca: readFileSync(join(this.dir, 'ca.crt')) });
-    return Promise.resolve({ agent, headers: { Authorization: `Bearer ${token}` } });
+    return { agent, headers: { Authorization: `Bearer ${token}` } };
   }
 }
 
@@ -195,24 +224,25 @@ export class MergedKubeconfig {
   readonly contexts = new Map<string, Sourced<NamedContext>>();
   currentContext: string | undefined;
 
-  add(doc: KubeconfigDocument, dir: string): this {
-    const merge = <T>(into: Map<string, Sourced<T>>, entries: { name: string; value: T | undefined }[] | undefined) => {
-      for (const e of entries ?? []) if (e?.name && e.value && !into.has(e.name)) into.set(e.name, { value: e.value, dir });
+  /** `source` names the file in errors. */
+  add(doc: KubeconfigDocument, dir: string, source = 'the kubeconfig'): this {
+    const merge = <T>(into: Map<string, Sourced<T>>, field: 'clusters' | 'users' | 'contexts', inner: 'cluster' | 'user' | 'context') => {
+      const list: unknown = doc[field];
+      if (list === undefined || list === null) return;
+      if (!Array.isArray(list)) throw new Error(`${source}: ${field} must be a list`);
+      for (const entry of list as unknown[]) {
+        const e = entry as Record<string, unknown> | null;
+        if (!e || typeof e !== 'object' || typeof e.name !== 'string') throw new Error(`${source}: every entry of ${field} needs a name`);
+        const value = e[inner] ?? (inner === 'user' ? {} : undefined);
+        if (!value || typeof value !== 'object') throw new Error(`${source}: ${field} entry "${e.name}" has no ${inner}`);
+        if (!into.has(e.name)) into.set(e.name, { value: value as T, dir });
+      }
     };
-    merge(this.clusters, doc.clusters?.map((c) => ({ name: c.name, value: c.cluster })));
-    merge(this.users, doc.users?.map((u) => ({ name: u.name, value: u.user ?? {} })));
-    merge(this.contexts, doc.contexts?.map((c) => ({ name: c.name, value: c.context })));
+    merge(this.clusters, 'clusters', 'cluster');
+    merge(this.users, 'users', 'user');
+    merge(this.contexts, 'contexts', 'context');
     this.currentContext ||= doc['current-context'] || undefined;
     return this;
-  }
-
-  toDocument(): KubeconfigDocument {
-    return {
-      'current-context': this.currentContext,
-      clusters: [...this.clusters].map(([name, c]) => ({ name, cluster: c.value })),
-      users: [...this.users].map(([name, u]) => ({ name, user: u.value })),
-      contexts: [...this.contexts].map(([name, c]) => ({ name, context: c.value })),
-    };
   }
 }
 
@@ -230,7 +260,7 @@ function readKubeconfig(path: string): KubeconfigDocument {
 
 /** A kubeconfig held in memory (tests, tools): relative paths resolve against `dir`. */
 export function accessFromDocument(doc: KubeconfigDocument, context?: string, dir = process.cwd()): ClusterAccess {
-  return new KubeconfigAccess(new MergedKubeconfig().add(doc, dir), context);
+  return new KubeconfigAccess(new MergedKubeconfig().add(doc, resolve(dir)), context);
 }
 
 /**
@@ -251,7 +281,9 @@ export function loadClusterAccess(opts: { kubeconfig?: string; context?: string;
   for (const path of paths) {
     // kubectl skips files of a KUBECONFIG list that do not exist; an explicit file must exist.
     if (!opts.kubeconfig && !existsSync(path)) continue;
-    merged.add(readKubeconfig(path), dirname(path));
+    merged.add(readKubeconfig(path), resolve(dirname(path)), `kubeconfig ${path}`);
   }
+  // Like client-go: a KUBECONFIG that names nothing usable falls back to the pod's service account.
+  if (!opts.kubeconfig && merged.contexts.size === 0 && env.KUBERNETES_SERVICE_HOST) return new InClusterAccess(env);
   return new KubeconfigAccess(merged, opts.context);
 }

@@ -12,7 +12,9 @@ import { accessFromDocument, InClusterAccess, loadClusterAccess } from '../../op
 import { Resources } from '../../operator/runtime/resources.js';
 import { ensurePki, type Pki } from '../cluster/pki.js';
 
+// Made before any test runs: openssl blocks the event loop, which would trip the watch tests' stall timers.
 const pki = ensurePki(mkdtempSync(join(tmpdir(), 'pki-')));
+const otherPki = ensurePki(mkdtempSync(join(tmpdir(), 'pki-other-')));
 
 async function serve(t: { teardown(fn: () => void): void }, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; url: string }> {
   const server = createServer({ cert: readFileSync(pki.servingCert), key: readFileSync(pki.servingKey) }, handler);
@@ -174,7 +176,7 @@ test('a watch that goes quiet is reported as stalled; a refused one carries its 
   });
   const client = new KubeClient(accessFromDocument(tokenConfig(url, { token: 'x' })));
   const seen: string[] = [];
-  const stalled = await t.throwsAsync(client.watch<{ metadata: { name: string } }>('/quiet', {}, (e) => seen.push(e.object.metadata.name), { signal: new AbortController().signal, stallMs: 300 }));
+  const stalled = await t.throwsAsync(client.watch<{ metadata: { name: string } }>('/quiet', {}, (e) => seen.push(e.object.metadata.name), { signal: new AbortController().signal, stallMs: 2_000 }));
   t.true(stalled instanceof ApiError && stalled.reason === 'WatchStalled', String(stalled));
   t.deepEqual(seen, ['a']);
   const gone = await t.throwsAsync(client.watch('/gone', {}, () => undefined, { signal: new AbortController().signal, stallMs: 5_000 }));
@@ -182,4 +184,123 @@ test('a watch that goes quiet is reported as stalled; a refused one carries its 
   const abort = new AbortController();
   setTimeout(() => abort.abort(), 100);
   await t.notThrowsAsync(client.watch('/quiet', {}, () => undefined, { signal: abort.signal, stallMs: 5_000 }));
+});
+
+// Serial: client-node runs exec plugins with spawnSync and its import is synchronous work too, which
+// would stall the event loop under the other tests' stall timers.
+test.serial('an exec plugin (a relative command, as kubectl resolves it) supplies the token, through client-node loaded on demand', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'exec-'));
+  mkdirSync(join(dir, 'bin'));
+  writeFileSync(join(dir, 'bin', 'cred'), '#!/bin/sh\necho \'{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"from-plugin"}}\'\n', { mode: 0o755 });
+  let authorization: string | undefined;
+  const { url } = await serve(t, (req, res) => {
+    authorization = req.headers.authorization;
+    res.writeHead(200).end('{}');
+  });
+  const config = tokenConfig(url, { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: './bin/cred', interactiveMode: 'Never' } });
+  writeFileSync(join(dir, 'config'), yaml.dump(config));
+  await new KubeClient(loadClusterAccess({ kubeconfig: join(dir, 'config'), env: {} })).request('GET', '/api');
+  t.is(authorization, 'Bearer from-plugin');
+});
+
+test('a token file wins over a token, as in client-go; KUBECONFIG naming no usable file falls back to the service account', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kubeconfig-'));
+  writeFileSync(join(dir, 'token'), 'rotated');
+  return accessFromDocument(tokenConfig('https://x.example', { token: 'static', tokenFile: 'token' }), undefined, dir).connect().then((c) => {
+    t.is(c.headers.Authorization, 'Bearer rotated');
+    const access = loadClusterAccess({ env: { KUBECONFIG: join(dir, 'missing'), KUBERNETES_SERVICE_HOST: '10.0.0.1', HOME: dir } });
+    t.true(access instanceof InClusterAccess);
+    t.is(access.server, 'https://10.0.0.1:443');
+  });
+});
+
+test('malformed kubeconfig entries are named, not a TypeError', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kubeconfig-'));
+  const write = (doc: unknown) => {
+    writeFileSync(join(dir, 'config'), yaml.dump(doc));
+    return () => loadClusterAccess({ kubeconfig: join(dir, 'config'), env: {} });
+  };
+  t.throws(write({ clusters: { a: 1 } }), { message: /clusters must be a list/ });
+  t.throws(write({ clusters: [null] }), { message: /every entry of clusters needs a name/ });
+  t.throws(write({ contexts: [{ name: 'x' }] }), { message: /contexts entry "x" has no context/ });
+});
+
+test('HTTP errors say what failed whatever the body: a Status, nothing, HTML from a proxy, or null; a 2xx that is not JSON is an error too', async (t) => {
+  const bodies: Record<string, [number, string]> = {
+    '/status': [409, '{"kind":"Status","reason":"AlreadyExists","message":"deployments \\"x\\" already exists","code":409}'],
+    '/empty': [503, ''],
+    '/html': [502, '<html><body>Bad Gateway</body></html>'],
+    '/null': [500, 'null'],
+    '/not-json': [200, '<html>login</html>'],
+  };
+  const { url } = await serve(t, (req, res) => {
+    const [code, body] = bodies[req.url ?? ''] ?? [404, ''];
+    res.writeHead(code).end(body);
+  });
+  const client = new KubeClient(accessFromDocument(tokenConfig(url, { token: 'x' })));
+  const fail = async (path: string) => {
+    const err = await t.throwsAsync(client.request('GET', path));
+    t.true(err instanceof ApiError, `${path}: ${String(err)}`);
+    return err as ApiError;
+  };
+  t.like(await fail('/status'), { code: 409, reason: 'AlreadyExists', message: 'deployments "x" already exists' });
+  t.like(await fail('/empty'), { code: 503, reason: '503', message: 'GET /empty: HTTP 503' });
+  t.like(await fail('/html'), { code: 502, message: 'GET /html: HTTP 502: <html><body>Bad Gateway</body></html>' });
+  t.like(await fail('/null'), { code: 500, reason: '500', message: 'GET /null: HTTP 500: null' });
+  t.like(await fail('/not-json'), { code: 200, reason: 'InvalidResponse' });
+});
+
+test('a request that outlives its deadline, headers or body, fails as a Timeout', async (t) => {
+  const { url } = await serve(t, (req, res) => {
+    if (req.url === '/slow-body') {
+      res.writeHead(200);
+      res.write('{"a":');
+      return;
+    }
+    // /slow-headers: no answer at all.
+  });
+  const client = new KubeClient(accessFromDocument(tokenConfig(url, { token: 'x' })));
+  for (const path of ['/slow-headers', '/slow-body']) {
+    const err = await t.throwsAsync(client.request('GET', path, { timeoutMs: 300 }));
+    t.like(err, { code: 0, reason: 'Timeout' }, path);
+  }
+});
+
+test('a certificate change retires the old connection pool without cutting the watch that is still on it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rotate-'));
+  const other = otherPki;
+  const doc = tokenConfig('', { token: 'x' });
+  let release: (() => void) | undefined;
+  const { url } = await serve(t, (req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    if (req.url?.includes('watch=true')) {
+      res.write('{"type":"ADDED","object":{"metadata":{"name":"a"}}}\n');
+      release = () => res.end('{"type":"ADDED","object":{"metadata":{"name":"b"}}}\n');
+    } else {
+      res.end('{}');
+    }
+  });
+  doc.clusters[0]!.cluster.server = url;
+  writeFileSync(join(dir, 'config'), yaml.dump(doc));
+  const access = loadClusterAccess({ kubeconfig: join(dir, 'config'), env: {} });
+  const first = await access.connect();
+  const names: string[] = [];
+  const watching = new KubeClient(access).watch<{ metadata: { name: string } }>('/w', {}, (e) => names.push(e.object.metadata.name), { signal: new AbortController().signal, stallMs: 5_000 });
+  while (!release) await new Promise((r) => setTimeout(r, 10));
+  // A new CA bundle (the old CA and another): a new pool; the old one is retired.
+  writeFileSync(join(dir, 'config'), yaml.dump({ ...doc, clusters: [{ name: 'c', cluster: { server: url, 'certificate-authority-data': Buffer.concat([readFileSync(pki.caCert), readFileSync(other.caCert)]).toString('base64') } }] }));
+  const second = await loadClusterAccess({ kubeconfig: join(dir, 'config'), env: {} }).connect();
+  t.not(first.agent, second.agent);
+  // Same access object, changed material: the access retires its own old agent.
+  writeFileSync(join(dir, 'ca-copy.crt'), Buffer.concat([readFileSync(pki.caCert), readFileSync(other.caCert)]));
+  const accessDoc = access as unknown as { cluster: { value: { 'certificate-authority'?: string } } };
+  accessDoc.cluster.value['certificate-authority'] = join(dir, 'ca-copy.crt');
+  const renewed = await access.connect();
+  t.not(renewed.agent, first.agent);
+  release();
+  await watching;
+  t.deepEqual(names, ['a', 'b'], 'the watch on the retired pool ran to its end');
+  const open = () => Object.keys(first.agent.sockets).length + Object.keys(first.agent.freeSockets).length;
+  for (let i = 0; i < 100 && open() > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.is(open(), 0, 'and its connection closed afterwards');
 });
