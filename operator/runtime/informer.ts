@@ -5,7 +5,7 @@
 //    and restarts with backoff after *any* error, not only 410 Gone. A 410 (or an ERROR event) relists.
 //  - A watch that goes quiet for longer than `stallMs` (no events, no bookmarks) is presumed dead and
 //    restarted: half-open TCP connections otherwise stall a watch silently.
-import { apiPath, ApiError, type KubeClient, type KubeObject, type ResourceType } from './kube.js';
+import { apiPath, ApiError, isGone, type KubeClient, type KubeObject, type ResourceType } from './kube.js';
 import { backoffDelay } from './workqueue.js';
 
 export interface InformerHandlers<T> {
@@ -241,7 +241,7 @@ export class Informer<T extends KubeObject> {
     } catch (err) {
       if (this.stopped) return;
       // 410 means our resourceVersion is gone; after repeated failures a relist is the safe reset too.
-      const relist = (err instanceof ApiError && err.code === 410) || this.failures >= 3;
+      const relist = isGone(err) || this.failures >= 3;
       this.scheduleRestart(relist, err as Error);
     }
   }

@@ -193,6 +193,12 @@ export class KubeClient {
     return this.connection.value;
   }
 
+  /** Counts the request; a 401 means the credentials are stale, so the next request reads them again. */
+  private answered(method: string, path: string, code: number): void {
+    this.observer?.(method, path, code);
+    if (code === 401) this.connection = undefined;
+  }
+
   /**
    * Sends one request and resolves with the response, its body unread. A connection the server had
    * closed while idle fails at once with ECONNRESET; such a request never reached the server and is
@@ -239,12 +245,11 @@ export class KubeClient {
       res = await this.send(method, path, opts, signal);
       text = await readBody(res);
     } catch (err) {
-      this.observer?.(method, path, 0);
+      this.answered(method, path, 0);
       throw err instanceof ApiError ? err : connectionError(method, path, err, signal);
     }
     const code = res.statusCode ?? 0;
-    this.observer?.(method, path, code);
-    if (code === 401) this.connection = undefined;
+    this.answered(method, path, code);
     if (code < 200 || code >= 300) throw statusError(method, path, code, text);
     opts.onResponseSize?.(text.length);
     if (!text) return undefined as T;
@@ -273,13 +278,12 @@ export class KubeClient {
       try {
         res = await this.send('GET', path, { query: { ...query, watch: true } }, signal);
       } catch (err) {
-        this.observer?.('WATCH', path, 0);
+        this.answered('WATCH', path, 0);
         if (opts.signal.aborted) return;
         throw stall.signal.aborted ? stalled() : err;
       }
       const code = res.statusCode ?? 0;
-      this.observer?.('WATCH', path, code);
-      if (code === 401) this.connection = undefined;
+      this.answered('WATCH', path, code);
       if (code !== 200) throw statusError('GET', path, code, await readBody(res).catch(() => ''));
       res.setEncoding('utf8');
       const chunks = (res as AsyncIterable<string>)[Symbol.asyncIterator]();

@@ -24,7 +24,6 @@ export interface ClusterAccess {
   readonly server: string;
   /** The context's namespace (or the service account's): where commands without -n act. */
   readonly namespace: string;
-  readonly contexts: string[];
   connect(): Promise<Connection>;
 }
 
@@ -116,7 +115,6 @@ class AgentCache {
 export class KubeconfigAccess implements ClusterAccess {
   readonly server: string;
   readonly namespace: string;
-  readonly contexts: string[];
   private readonly cluster: Sourced<NamedCluster>;
   private readonly user: Sourced<NamedUser>;
   private readonly agents = new AgentCache();
@@ -125,7 +123,6 @@ export class KubeconfigAccess implements ClusterAccess {
   private plugin: Promise<PluginConfig> | undefined;
 
   constructor(doc: MergedKubeconfig, contextName?: string) {
-    this.contexts = [...doc.contexts.keys()];
     const name = contextName ?? doc.currentContext;
     if (!name) throw new Error('the kubeconfig has no current-context');
     const context = doc.contexts.get(name)?.value;
@@ -200,7 +197,6 @@ const serviceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount';
 export class InClusterAccess implements ClusterAccess {
   readonly server: string;
   readonly namespace: string;
-  readonly contexts: string[] = [];
   private readonly agents = new AgentCache();
 
   constructor(env: NodeJS.ProcessEnv = process.env, private readonly dir = serviceAccountDir) {
