@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test control plane from Go modules only: kube-apiserver, kube-controller-manager,
-# kube-scheduler and kubectl (hack/k8s), etcd (hack/etcd), kwok (hack/kwok) and helm (hack/helm).
+# kube-scheduler and kubectl (hack/k8s), etcd (hack/etcd), kwok (hack/kwok) and helm (hack/helm), and
+# a real node's kubelet and kube-proxy (node: the same hack/k8s module, so the same Kubernetes version).
 #
 # Each component is its own Go module so minimal version selection never mixes their dependency
 # graphs (etcd and kwok would otherwise move Kubernetes' grpc/otel versions).
@@ -15,7 +16,7 @@
 # and Argo CD's Application CRD (for the dry run of examples/argocd-application.yaml) from the
 # github.com/argoproj/argo-cd/v3 module: nothing is compiled for either, the files are copied out.
 #
-# Usage: hack/build-bins.sh [component ...]   (components: k8s etcd kwok helm gateway-api argo-cd; default: all)
+# Usage: hack/build-bins.sh [component ...]   (components: k8s node etcd kwok helm gateway-api argo-cd; default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,13 +51,15 @@ with_progress() {
   log "$what: done in $((SECONDS - start)) s"
 }
 
-# build COMPONENT DEST_DIR OUTPUT_NAMES... -- GO_BUILD_ARGS...
+# [module=DIR] build_component COMPONENT DEST_DIR OUTPUT_NAMES... -- GO_BUILD_ARGS...
+# The Go module is hack/COMPONENT unless module= names another folder of hack/.
 build_component() {
   local component=$1 dest=$2; shift 2
+  local dir=${module:-$component}
   local names=()
   while [ "$1" != "--" ]; do names+=("$1"); shift; done
   shift
-  local pin; pin=$(pin_of "$component" "$@")
+  local pin; pin=$(pin_of "$dir" "$@")
   local stamp="$dest/.$component.pin"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$pin" ]; then
     local missing=0
@@ -64,7 +67,7 @@ build_component() {
     if [ $missing = 0 ]; then log "$component: up to date (${names[*]})"; return; fi
   fi
   log "$component: building ${names[*]} (cold builds take minutes; Go's caches make later ones fast)"
-  (cd "$hack/$component" && with_progress "$component" go build -trimpath "$@")
+  (cd "$hack/$dir" && with_progress "$component" go build -trimpath "$@")
   echo "$pin" > "$stamp"
 }
 
@@ -82,7 +85,7 @@ mkdir -p "$dest"
 argocd_version=v3.5.7
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(k8s etcd kwok helm gateway-api argo-cd)
+[ ${#components[@]} -gt 0 ] || components=(k8s node etcd kwok helm gateway-api argo-cd)
 
 for c in "${components[@]}"; do
   case "$c" in
@@ -97,6 +100,16 @@ for c in "${components[@]}"; do
         -ldflags "$ld" -o "$dest/" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
         k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+      ;;
+    node)
+      minor=$(echo "$k8s_version" | cut -d. -f2)
+      ld="-s -w"
+      for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld="$ld -X $p.gitVersion=$k8s_version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+      done
+      # Built from the k8s module under a stamp of its own, so the control plane's cached pin still holds.
+      module=k8s build_component node "$dest" kubelet kube-proxy -- \
+        -ldflags "$ld" -o "$dest/" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
       ;;
     etcd) overridden etcd && continue; build_component etcd "$dest" etcd -- -ldflags "-s -w" -o "$dest/etcd" . ;;
     kwok) build_component kwok "$dest" kwok -- -ldflags "-s -w" -o "$dest/kwok" sigs.k8s.io/kwok/cmd/kwok ;;
@@ -131,7 +144,7 @@ done
 
 # .bin/ links each binary to where it comes from: the override directory when it has it, else the cache.
 mkdir -p "$root/.bin"
-for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
+for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm; do
   if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$n" ]; then
     ln -sfn "$KUBEBUILDER_ASSETS/$n" "$root/.bin/$n"
   elif [ -x "$dest/$n" ]; then

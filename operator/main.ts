@@ -18,7 +18,7 @@ import { OperatorMetrics } from './runtime/metrics.js';
 import { Resources } from './runtime/resources.js';
 import { instanceLabel, managedSelector } from './modeldeployment/labels.js';
 import { reconcile, type ReconcilerDeps } from './modeldeployment/reconcile.js';
-import { AnalysisRunner, inClusterServiceUrl, serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
+import { AnalysisRunner, clusterIpServiceUrl, inClusterServiceUrl, serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
 import { MonitoringRunner } from './modeldeployment/monitoring/run.js';
 import { podSummary } from './modeldeployment/status.js';
 
@@ -36,6 +36,9 @@ async function runOperator(argv: string[]): Promise<void> {
       'fetcher-image': { type: 'string', default: env.MODELSHIP_FETCHER_IMAGE ?? 'ghcr.io/modelship/modelship:0.1.0' },
       'resync-seconds': { type: 'string', default: env.MODELSHIP_RESYNC_SECONDS ?? '600' },
       'service-url-template': { type: 'string', default: env.MODELSHIP_SERVICE_URL_TEMPLATE ?? '' },
+      // dns: http://<service>.<namespace>.svc; cluster-ip: the Service's ClusterIP from the cache, for
+      // clusters without cluster DNS or an operator outside the cluster that routes to the service network.
+      'service-address': { type: 'string', default: env.MODELSHIP_SERVICE_ADDRESS ?? 'dns' },
       'watch-namespaces': { type: 'string', default: env.MODELSHIP_WATCH_NAMESPACES ?? '' },
     },
   });
@@ -133,7 +136,10 @@ async function runOperator(argv: string[]): Promise<void> {
       if (err instanceof ApiError && err.code === 404) externalMetrics = false;
     }
   };
-  const serviceUrl = values['service-url-template'] ? serviceUrlFromTemplate(values['service-url-template']) : inClusterServiceUrl;
+  const serviceAddress = values['service-address'];
+  if (serviceAddress !== 'dns' && serviceAddress !== 'cluster-ip') throw new Error(`--service-address must be dns or cluster-ip, not ${serviceAddress}`);
+  const serviceUrl = values['service-url-template'] ? serviceUrlFromTemplate(values['service-url-template'])
+    : serviceAddress === 'cluster-ip' ? clusterIpServiceUrl((namespace, name) => caches.services.get(namespace, name)) : inClusterServiceUrl;
   const deps: ReconcilerDeps = {
     client, events, log, metrics, fetcherImage: values['fetcher-image'], caches, expectations,
     externalMetricsAvailable: () => externalMetrics,

@@ -51,6 +51,10 @@ export interface ModelSource {
    * A Secret in the same namespace with the storage credentials; mounted into the fetcher only.
    */
   credentialsSecret?: string;
+  /**
+   * A ConfigMap in the same namespace whose key ca.crt holds the PEM certificates the fetcher trusts besides the public ones, for a model store with a private CA (an in-house S3 or HTTPS server). Mounted into the fetcher only.
+   */
+  caConfigMap?: string;
   dataset?: DatasetLineage;
 }
 /**

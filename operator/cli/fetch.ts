@@ -54,6 +54,16 @@ export async function downloadAll(files: SourceFile[], dest: string, concurrency
   await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
 }
 
+/** fetch() says only "fetch failed"; the reason (refused, a certificate, a name) is in its cause. */
+export function describeError(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err as { message?: string; code?: string; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    const text = [e.code, e.message].filter(Boolean).join(' ');
+    if (text && !parts.some((p) => p.includes(text))) parts.push(text);
+  }
+  return parts.join(': ') || String(err);
+}
+
 export async function runFetch(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -79,6 +89,6 @@ export async function runFetch(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (err) {
-    return fail((err as Error).message);
+    return fail(describeError(err));
   }
 }

@@ -14,7 +14,7 @@ export interface Preset {
   /** Formats this server can load; a preset chosen for another format is an invalid spec. */
   formats: ModelFormat[];
   args: (ctx: { modelName: string; port: number }) => string[];
-  env: (ctx: { modelName: string; format: ModelFormat | undefined }) => { name: string; value: string }[];
+  env: (ctx: { modelName: string; modelVersion: string; format: ModelFormat | undefined }) => { name: string; value: string }[];
   port: number;
   protocol: Protocol;
   readinessPath: string;
@@ -35,17 +35,28 @@ const mlserverImplementations: Partial<Record<ModelFormat, string>> = {
 };
 
 export const presets: Record<PresetName, Preset> = {
+  // MLServer 1.7.1 (SeldonIO/MLServer Dockerfile at 1.7.1): WORKDIR /opt/mlserver, USER 1000, CMD
+  // `mlserver start $MLSERVER_MODELS_DIR`; settings come from MLSERVER_* variables (mlserver/settings.py).
+  // At start it creates .metrics (the Prometheus multiprocess directory) and .envs in its working
+  // directory, and its image points HF_HOME and NUMBA_CACHE_DIR into it: all of them move to /tmp so
+  // the root filesystem can stay read-only. Proven on a real node (test/e2e/presets.test.ts).
   mlserver: {
     image: 'docker.io/seldonio/mlserver:1.7.1',
     formats: ['sklearn', 'xgboost', 'lightgbm'],
     args: () => [],
-    env: ({ modelName, format }) => [
+    env: ({ modelName, modelVersion, format }) => [
       { name: 'MLSERVER_MODEL_NAME', value: modelName },
+      // Answers then carry model_version, so a client can tell which revision served it.
+      { name: 'MLSERVER_MODEL_VERSION', value: modelVersion },
       { name: 'MLSERVER_MODEL_URI', value: modelMountPath },
       { name: 'MLSERVER_MODEL_IMPLEMENTATION', value: (format && mlserverImplementations[format]) ?? 'mlserver_sklearn.SKLearnModel' },
       { name: 'MLSERVER_HTTP_PORT', value: '8080' },
       { name: 'MLSERVER_GRPC_PORT', value: '9000' },
       { name: 'MLSERVER_METRICS_PORT', value: '8082' },
+      { name: 'MLSERVER_METRICS_DIR', value: '/tmp/mlserver/metrics' },
+      { name: 'MLSERVER_ENVIRONMENTS_DIR', value: '/tmp/mlserver/envs' },
+      { name: 'HF_HOME', value: '/tmp/mlserver/cache' },
+      { name: 'NUMBA_CACHE_DIR', value: '/tmp/mlserver/cache' },
     ],
     port: 8080,
     protocol: 'v2',
@@ -56,9 +67,13 @@ export const presets: Record<PresetName, Preset> = {
     readOnlyRootFilesystem: true,
     sharedMemory: false,
   },
+  // Triton 25.10 (server v2.62.0): ENTRYPOINT nvidia_entrypoint.sh runs `exec "$@"`, so tritonserver is
+  // the first argument; its user triton-server is uid 1000 (build.py). The TensorFlow backend was removed
+  // in 25.03 (triton-inference-server/server#8113), so Triton no longer serves tensorflow models.
+  // Not built here (NGC base image, GPU): checked against its build files, not run.
   triton: {
     image: 'nvcr.io/nvidia/tritonserver:25.10-py3',
-    formats: ['onnx', 'tensorflow', 'pytorch'],
+    formats: ['onnx', 'pytorch'],
     args: ({ port }) => ['tritonserver', `--model-repository=${modelMountPath}`, `--http-port=${port}`, '--grpc-port=9000', '--metrics-port=8002', '--strict-readiness=true'],
     env: () => [],
     port: 8080,
@@ -70,11 +85,15 @@ export const presets: Record<PresetName, Preset> = {
     readOnlyRootFilesystem: true,
     sharedMemory: true,
   },
+  // vLLM v0.11.0 (docker/Dockerfile): ENTRYPOINT python3 -m vllm.entrypoints.openai.api_server, so the
+  // args are its flags. The image has no passwd entry for uid 1000 and torch's cache directory calls
+  // getpass.getuser(), which fails without USER (vllm-project/vllm#44548). Not built here (CUDA): checked
+  // against its Dockerfile, not run.
   vllm: {
     image: 'docker.io/vllm/vllm-openai:v0.11.0',
     formats: ['huggingface'],
     args: ({ modelName, port }) => ['--model', modelMountPath, '--served-model-name', modelName, '--port', String(port)],
-    env: () => [{ name: 'HF_HUB_OFFLINE', value: '1' }],
+    env: () => [{ name: 'HF_HUB_OFFLINE', value: '1' }, { name: 'USER', value: 'modelship' }, { name: 'VLLM_NO_USAGE_STATS', value: '1' }, { name: 'DO_NOT_TRACK', value: '1' }],
     port: 8080,
     protocol: 'openai',
     readinessPath: '/health',
@@ -83,11 +102,21 @@ export const presets: Record<PresetName, Preset> = {
     readOnlyRootFilesystem: false,
     sharedMemory: true,
   },
+  // TorchServe 0.12.0-cpu (docker/Dockerfile, dockerd-entrypoint.sh): for any first argument but `serve`
+  // the entrypoint runs `eval "$@"` and then `tail -f /dev/null`, so the command is one string that execs
+  // torchserve (a server that exits then ends the container). TS_* variables are ignored unless enable_envvars_config=true, and
+  // /metrics is empty unless metrics_mode=prometheus, so the config is written to /tmp at start; the
+  // management API stays on loopback. User model-server is uid 1000. Not built here (PyPI has no
+  // CPU-only torch): checked against its Dockerfile and entrypoint, not run.
   torchserve: {
     image: 'docker.io/pytorch/torchserve:0.12.0-cpu',
     formats: ['pytorch'],
-    args: () => ['torchserve', '--foreground', '--model-store', modelMountPath, '--models', 'all', '--disable-token-auth'],
-    env: () => [{ name: 'TS_INFERENCE_ADDRESS', value: 'http://0.0.0.0:8080' }, { name: 'TS_METRICS_ADDRESS', value: 'http://0.0.0.0:8082' }],
+    args: ({ port }) => [[
+      `printf '%s\\n' inference_address=http://0.0.0.0:${port} management_address=http://127.0.0.1:8081`,
+      'metrics_address=http://0.0.0.0:8082 metrics_mode=prometheus default_workers_per_model=1 > /tmp/config.properties',
+      `&& exec torchserve --foreground --ts-config /tmp/config.properties --model-store ${modelMountPath} --models all --ncs --disable-token-auth`,
+    ].join(' ')],
+    env: () => [{ name: 'TEMP', value: '/tmp' }, { name: 'LOG_LOCATION', value: '/tmp/logs' }, { name: 'METRICS_LOCATION', value: '/tmp/logs' }],
     port: 8080,
     protocol: 'custom',
     readinessPath: '/ping',
@@ -97,11 +126,16 @@ export const presets: Record<PresetName, Preset> = {
     readOnlyRootFilesystem: false,
     sharedMemory: false,
   },
+  // TGI 3.3.6 (Dockerfile, tgi-entrypoint.sh): ENTRYPOINT execs text-generation-launcher with the args;
+  // the image sets HF_HOME=/data and PORT=80, and the launcher binds HOSTNAME (the pod name) unless told.
+  // Its Python lives under /root (mode 0700), so the image as published cannot start as a non-root user
+  // (huggingface/text-generation-inference#3082); use an image that makes /root traversable. Only
+  // safetensors weights load from a read-only model directory. Not built here (CUDA): not run.
   tgi: {
     image: 'ghcr.io/huggingface/text-generation-inference:3.3.6',
     formats: ['huggingface'],
-    args: ({ port }) => ['--model-id', modelMountPath, '--port', String(port)],
-    env: () => [{ name: 'HF_HUB_OFFLINE', value: '1' }],
+    args: ({ port }) => ['--model-id', modelMountPath, '--hostname', '0.0.0.0', '--port', String(port), '--usage-stats', 'off'],
+    env: () => [{ name: 'HF_HUB_OFFLINE', value: '1' }, { name: 'HF_HOME', value: '/tmp/hf' }, { name: 'USER', value: 'modelship' }],
     port: 8080,
     protocol: 'openai',
     readinessPath: '/health',
@@ -130,7 +164,8 @@ export const defaultPresetForFormat: Record<ModelFormat, PresetName> = {
   xgboost: 'mlserver',
   lightgbm: 'mlserver',
   onnx: 'triton',
-  tensorflow: 'triton',
+  // No preset serves TensorFlow since Triton dropped it: runtime.image names the server (e.g. TF Serving).
+  tensorflow: 'custom',
   pytorch: 'torchserve',
   huggingface: 'vllm',
   custom: 'custom',

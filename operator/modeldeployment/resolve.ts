@@ -108,7 +108,7 @@ export function resolveRuntime(spec: ModelDeploymentSpec, modelName: string): Re
   }
   if (problems.length) return { ok: false, problems };
 
-  const ctx = { modelName, port, format };
+  const ctx = { modelName, modelVersion: spec.model.version, port, format };
   const presetEnv = preset.env(ctx).filter((e) => !(runtime.env ?? []).some((u) => u.name === e.name));
   return {
     ok: true,

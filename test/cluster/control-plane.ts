@@ -30,6 +30,11 @@ export interface ControlPlaneOptions {
   binDir?: string;
   /** Extra kube-apiserver flags (e.g. feature gates) appended last. */
   apiserverArgs?: string[];
+  /**
+   * The host end of a real node's link (real-node.ts): the apiserver binds and advertises it, so the
+   * node and its pods reach the apiserver there. Without it everything stays on 127.0.0.1.
+   */
+  hostIp?: string;
 }
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), '../../..');
@@ -91,7 +96,11 @@ export class ControlPlane {
   }
 
   get server(): string {
-    return `https://127.0.0.1:${this.ports.apiserver}`;
+    return `https://${this.options.hostIp ?? '127.0.0.1'}:${this.ports.apiserver}`;
+  }
+
+  get pkiFiles(): Pki {
+    return this.pki;
   }
 
   pids(): Partial<Record<ComponentName, number>> {
@@ -112,7 +121,7 @@ export class ControlPlane {
       }
     }
     mkdirSync(join(this.dir, 'logs'), { recursive: true });
-    this.pki = ensurePki(join(this.dir, 'pki'));
+    this.pki = ensurePki(join(this.dir, 'pki'), { extraServingIps: this.options.hostIp ? [this.options.hostIp] : [] });
     this.ports = {
       etcd: await freePort(),
       etcdPeer: await freePort(),
@@ -238,7 +247,11 @@ export class ControlPlane {
           args: [
             `--etcd-servers=http://127.0.0.1:${p.etcd}`,
             // The sandbox has loopback only; without explicit addresses the apiserver finds no default route.
-            '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${p.apiserver}`,
+            `--bind-address=${this.options.hostIp ?? '127.0.0.1'}`, `--advertise-address=${this.options.hostIp ?? '127.0.0.1'}`,
+            `--secure-port=${p.apiserver}`,
+            // Logs, exec and port-forward reach a real node's kubelet by its address, as a client the kubelet knows.
+            '--kubelet-preferred-address-types=InternalIP',
+            `--kubelet-client-certificate=${pki.kubeletClientCert}`, `--kubelet-client-key=${pki.kubeletClientKey}`,
             `--tls-cert-file=${pki.servingCert}`, `--tls-private-key-file=${pki.servingKey}`,
             `--client-ca-file=${pki.caCert}`,
             '--authorization-mode=Node,RBAC',
@@ -291,7 +304,8 @@ export class ControlPlane {
           name, logFile, binary: bin('kwok'),
           args: [
             `--kubeconfig=${kubeconfig}`, `--config=${join(repoRoot, 'test/cluster/kwok-stages.yaml')}`,
-            '--manage-all-nodes=true',
+            // KWOK plays only its own nodes; a real node's kubelet runs its pods.
+            '--manage-nodes-with-label-selector=type=kwok',
             // Node liveness comes from Leases: the heartbeat stage only rewrites Node status every ~10 min.
             '--node-lease-duration-seconds=40',
             '--cidr=10.244.0.0/16', '--node-ip=127.0.0.1', '--node-name=localhost',

@@ -1,14 +1,19 @@
 // Owns one test control plane for its whole life and answers a small loopback control API so that
 // tests (in other processes) can stop, start and kill single components.
 //
-//   supervisor up   [--dir D] [--detach]   start and keep running (make cluster); --detach returns once ready
-//   supervisor run  [--dir D] -- CMD ...   start, run CMD with KUBECONFIG set, stop, exit with CMD's code
-//   supervisor down [--dir D]              stop the cluster that `up` started in D
+//   supervisor up   [--dir D] [--detach] [NODE]   start and keep running (make cluster); --detach returns once ready
+//   supervisor run  [--dir D] [NODE] -- CMD ...   start, run CMD with KUBECONFIG set, stop, exit with CMD's code
+//   supervisor down [--dir D]                     stop the cluster that `up` started in D
+//
+// NODE: --real-node off|auto|on (default off) adds a real node (real-node.ts) beside the KWOK nodes,
+// with the images of .bin/images/ imported: `auto` falls back to KWOK alone and says why, `on` fails.
+// --real-node-role tests (default) taints it so only pods that ask land there; `workloads` leaves it
+// untainted and creates no KWOK CPU nodes, so every CPU pod runs for real (make run).
 //
 // The state file D/state.json says where everything is: kubeconfig, control URL, ports and pids.
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { ControlPlane, componentNames, type ComponentName } from './control-plane.js';
 import { ensureNodes, nodePool, defaultNodePool } from './nodes.js';
+import { RealNode, realNodeName, realNodeUnsupported, setUpNodeLink, tearDownNodeLink, type NodeLink } from './real-node.js';
 
 export interface ClusterState {
   dir: string;
@@ -26,7 +32,14 @@ export interface ClusterState {
   supervisorPid: number;
   pids: Partial<Record<ComponentName, number>>;
   startedInMs: number;
+  /** The real node, when the cluster has one; tests run cluster-network clients in its namespace. */
+  realNode?: { name: string; link: NodeLink; pids: Record<string, number> };
+  /** Why a requested real node is not there (`--real-node auto` on a machine that cannot run one). */
+  realNodeUnavailable?: string;
 }
+
+type RealNodeMode = 'off' | 'auto' | 'on';
+interface NodeOptions { realNode: RealNodeMode; role: 'tests' | 'workloads' }
 
 export const stateFile = (dir: string) => join(dir, 'state.json');
 const self = fileURLToPath(import.meta.url);
@@ -36,14 +49,24 @@ function parseArgs(argv: string[]) {
   let dir: string | undefined;
   let detach = false;
   let command: string[] = [];
+  const node: NodeOptions = { realNode: 'off', role: 'tests' };
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
     if (a === '--dir') dir = rest[++i];
     else if (a === '--detach') detach = true;
+    else if (a === '--real-node') {
+      const v = rest[++i];
+      if (v !== 'off' && v !== 'auto' && v !== 'on') throw new Error('--real-node takes off, auto or on');
+      node.realNode = v;
+    } else if (a === '--real-node-role') {
+      const v = rest[++i];
+      if (v !== 'tests' && v !== 'workloads') throw new Error('--real-node-role takes tests or workloads');
+      node.role = v;
+    }
     else if (a === '--') { command = rest.slice(i + 1); break; }
     else throw new Error(`unknown argument ${a}`);
   }
-  return { mode, dir, detach, command };
+  return { mode, dir, detach, command, node };
 }
 
 function log(msg: string) {
@@ -84,11 +107,26 @@ async function serveControl(plane: ControlPlane, onChange: () => void): Promise<
   return { server, url: `http://127.0.0.1:${address.port}` };
 }
 
+/** The OCI archives hack/images/build.sh linked into .bin/images/, imported into a real node. */
+function nodeImages(): string[] {
+  const dir = resolve(fileURLToPath(import.meta.url), '../../../.bin/images');
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.tar')).map((f) => join(dir, f)) : [];
+}
+
 /** Starts the control plane and its nodes; returns a stop function. */
-async function bringUp(dir: string): Promise<{ state: ClusterState; stop: () => Promise<void> }> {
+async function bringUp(dir: string, nodeOptions: NodeOptions): Promise<{ state: ClusterState; stop: () => Promise<void> }> {
   const began = Date.now();
   mkdirSync(dir, { recursive: true });
-  const plane = new ControlPlane({ dir });
+  let link: NodeLink | undefined;
+  let realNode: RealNode | undefined;
+  let realNodeUnavailable: string | undefined;
+  if (nodeOptions.realNode !== 'off') {
+    realNodeUnavailable = realNodeUnsupported(resolve(fileURLToPath(import.meta.url), '../../../.bin'));
+    if (realNodeUnavailable && nodeOptions.realNode === 'on') throw new Error(realNodeUnavailable);
+    if (realNodeUnavailable) log(`no real node, KWOK only: ${realNodeUnavailable}`);
+    else link = setUpNodeLink();
+  }
+  const plane = new ControlPlane({ dir, ...(link ? { hostIp: link.hostIp } : {}) });
   let control: { server: Server; url: string } | undefined;
   let state: ClusterState | undefined;
   const writeState = () => {
@@ -98,23 +136,36 @@ async function bringUp(dir: string): Promise<{ state: ClusterState; stop: () => 
   };
   const stop = async () => {
     control?.server.close();
+    await realNode?.stop();
     await plane.stop();
+    if (link) tearDownNodeLink(link);
     rmSync(stateFile(dir), { force: true });
   };
   try {
     await plane.start();
     const kc = new KubeConfig();
     kc.loadFromFile(plane.kubeconfigPath);
+    const servesOnRealNode = link !== undefined && nodeOptions.role === 'workloads';
     const pool = {
       ...defaultNodePool,
-      cpuNodes: Number(process.env.MODELSHIP_CPU_NODES ?? defaultNodePool.cpuNodes),
+      cpuNodes: Number(process.env.MODELSHIP_CPU_NODES ?? (servesOnRealNode ? 0 : defaultNodePool.cpuNodes)),
       gpuNodes: Number(process.env.MODELSHIP_GPU_NODES ?? defaultNodePool.gpuNodes),
     };
-    await ensureNodes(kc.makeApiClient(CoreV1Api), nodePool(pool));
+    const core = kc.makeApiClient(CoreV1Api);
+    await ensureNodes(core, nodePool(pool));
+    if (link) {
+      const images = nodeImages();
+      const nodeBegan = Date.now();
+      realNode = new RealNode({ dir, binDir: plane.binDir, link, pki: plane.pkiFiles, server: plane.server, images, tainted: !servesOnRealNode });
+      await realNode.start(core);
+      log(`real node ${realNodeName} Ready in ${((Date.now() - nodeBegan) / 1000).toFixed(1)} s with ${images.length} image(s) imported`);
+    }
     control = await serveControl(plane, writeState);
     state = {
       dir, kubeconfig: plane.kubeconfigPath, server: plane.server, auditLog: plane.auditLogPath, controlUrl: control.url,
       supervisorPid: process.pid, pids: plane.pids(), startedInMs: Date.now() - began,
+      ...(link && realNode ? { realNode: { name: realNodeName, link, pids: realNode.pids() } } : {}),
+      ...(realNodeUnavailable ? { realNodeUnavailable } : {}),
     };
     writeState();
     return { state, stop };
@@ -128,7 +179,7 @@ function onSignals(handler: (signal: string) => void) {
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => handler(s));
 }
 
-async function up(dir: string, detach: boolean): Promise<number> {
+async function up(dir: string, detach: boolean, nodeOptions: NodeOptions): Promise<number> {
   if (detach) {
     if (existsSync(stateFile(dir))) {
       const prior = JSON.parse(readFileSync(stateFile(dir), 'utf8')) as ClusterState;
@@ -141,11 +192,12 @@ async function up(dir: string, detach: boolean): Promise<number> {
     }
     mkdirSync(dir, { recursive: true });
     const out = openSync(join(dir, 'supervisor.log'), 'a');
-    const child = spawn(process.execPath, [...process.execArgv, self, 'up', '--dir', dir], {
+    const child = spawn(process.execPath, [...process.execArgv, self, 'up', '--dir', dir, '--real-node', nodeOptions.realNode, '--real-node-role', nodeOptions.role], {
       detached: true, stdio: ['ignore', out, out],
     });
     child.unref();
-    const deadline = Date.now() + 180_000;
+    // A real node imports its images before it is Ready: a minute or more for large serving images.
+    const deadline = Date.now() + 600_000;
     while (Date.now() < deadline) {
       if (existsSync(stateFile(dir))) {
         const state = JSON.parse(readFileSync(stateFile(dir), 'utf8')) as ClusterState;
@@ -159,7 +211,7 @@ async function up(dir: string, detach: boolean): Promise<number> {
     log(`the control plane did not start; see ${join(dir, 'supervisor.log')}`);
     return 1;
   }
-  const { state, stop } = await bringUp(dir);
+  const { state, stop } = await bringUp(dir, nodeOptions);
   log(`control plane ready in ${(state.startedInMs / 1000).toFixed(1)} s`);
   await new Promise<void>((r) => onSignals(() => r()));
   log('stopping');
@@ -195,10 +247,10 @@ async function down(dir: string): Promise<number> {
   return 0;
 }
 
-async function run(dir: string | undefined, command: string[]): Promise<number> {
+async function run(dir: string | undefined, command: string[], nodeOptions: NodeOptions): Promise<number> {
   if (command.length === 0) throw new Error('run needs a command after --');
   const workDir = dir ?? mkdtempSync(join(tmpdir(), 'modelship-cluster-'));
-  const { state, stop } = await bringUp(workDir);
+  const { state, stop } = await bringUp(workDir, nodeOptions);
   log(`control plane ready in ${(state.startedInMs / 1000).toFixed(1)} s (${workDir})`);
   const child = spawn(command[0]!, command.slice(1), {
     stdio: 'inherit',
@@ -213,12 +265,12 @@ async function run(dir: string | undefined, command: string[]): Promise<number> 
 }
 
 async function main() {
-  const { mode, dir, detach, command } = parseArgs(process.argv.slice(2));
+  const { mode, dir, detach, command, node } = parseArgs(process.argv.slice(2));
   const resolvedDir = dir ? resolve(dir) : undefined;
   switch (mode) {
-    case 'up': return up(resolvedDir ?? resolve('.cluster'), detach);
+    case 'up': return up(resolvedDir ?? resolve('.cluster'), detach, node);
     case 'down': return down(resolvedDir ?? resolve('.cluster'));
-    case 'run': return run(resolvedDir, command);
+    case 'run': return run(resolvedDir, command, node);
     default: throw new Error(`unknown mode ${mode}: use up, down or run`);
   }
 }

@@ -82,8 +82,8 @@ test('a GPU model requests GPUs and tolerates the GPU taint; scheduling fields p
 test('probes are sized by the startup timeout; the progress deadline follows it unless set', (t) => {
   const m = md(withSpec({ runtime: { startupTimeoutSeconds: 1800 } }));
   const server = deployment(m).spec.template.spec.containers[0];
-  t.is(server.startupProbe.failureThreshold, 180);
-  t.is(server.startupProbe.periodSeconds, 10);
+  t.is(server.startupProbe.failureThreshold, 900);
+  t.is(server.startupProbe.periodSeconds, 2);
   t.is(server.readinessProbe.httpGet.path, '/v2/health/ready');
   t.is(progressDeadlineSeconds(m, runtimeOf(m)), 1920);
   const set = md(withSpec({ rollout: { progressDeadlineSeconds: 300 } }));

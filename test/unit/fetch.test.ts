@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtemp, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { downloadAll, modelDigest, runFetch } from '../../operator/cli/fetch.js';
+import { downloadAll, modelDigest, runFetch, describeError } from '../../operator/cli/fetch.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const objects: Record<string, string> = {
@@ -139,4 +139,17 @@ test.serial('verify-only checks a mounted model in place', async (t) => {
   const digest = `sha256:${sha(`${sha('A')}  sub/a.bin\n`)}`;
   t.is(await runFetch(['--verify-only', '--dest', dir, '--digest', digest]), 0);
   t.is(await runFetch(['--uri', 'ftp://x/y', '--dest', dir]), 1);
+});
+
+test('a failed download names its cause, not only "fetch failed"', async (t) => {
+  // A port nothing listens on any more: undici's error is "fetch failed" with ECONNREFUSED as its cause.
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as { port: number }).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const err = await fetch(`http://127.0.0.1:${port}/model.joblib`).catch((e: unknown) => e);
+  const text = describeError(err);
+  t.regex(text, /^fetch failed: /);
+  t.regex(text, /ECONNREFUSED/);
+  t.is(describeError(new Error('plain')), 'plain');
 });

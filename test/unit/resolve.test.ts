@@ -20,10 +20,16 @@ test('the format picks the preset: sklearn → MLServer with the sklearn impleme
 });
 
 test('every format has a default preset that can load it', (t) => {
-  for (const format of ['sklearn', 'xgboost', 'lightgbm', 'onnx', 'pytorch', 'tensorflow', 'huggingface'] as const) {
+  for (const format of ['sklearn', 'xgboost', 'lightgbm', 'onnx', 'pytorch', 'huggingface'] as const) {
     const r = resolveRuntime(spec({}, { format }), 'm');
     t.true(r.ok, `${format}: ${r.ok ? '' : r.problems.join()}`);
   }
+  // Triton dropped TensorFlow in 25.03: a tensorflow model names its server, and is invalid until it does.
+  const tf = resolveRuntime(spec({}, { format: 'tensorflow' }), 'm');
+  t.false(tf.ok);
+  t.true(!tf.ok && tf.problems.some((p) => p.includes('set runtime.image')));
+  const tfServing = resolveRuntime(spec({ runtime: { image: 'docker.io/tensorflow/serving:2.19.0', port: 8501 } }, { format: 'tensorflow' }), 'm');
+  t.true(tfServing.ok && tfServing.runtime.preset === 'custom');
   const xgb = resolveRuntime(spec({}, { format: 'xgboost' }), 'm');
   t.true(xgb.ok && xgb.runtime.env.some((e) => e.value === 'mlserver_xgboost.XGBoostModel'));
   const llm = resolveRuntime(spec({}, { format: 'huggingface', uri: 'hf://org/model' }), 'chat');

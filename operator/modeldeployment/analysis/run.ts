@@ -2,6 +2,7 @@
 // measurements into the rollout's results. What they mean is decided in plan.ts.
 import type { CheckResult, ModelDeployment } from '../../api/generated.js';
 import { revisionHash } from '../../api/revision.js';
+import type { KubeObject } from '../../runtime/kube.js';
 import { servicePort } from '../desired/service.js';
 import { analysisChecks, defaultAnalysisIntervalMs } from '../plan.js';
 import { BackgroundRuns } from './background.js';
@@ -12,6 +13,14 @@ import { measureCheck, type MeasureTarget } from './measure.js';
 export type ServiceUrl = (namespace: string, service: string, port: number) => string;
 
 export const inClusterServiceUrl: ServiceUrl = (namespace, service, port) => `http://${service}.${namespace}.svc:${port}`;
+
+/** The Service's ClusterIP as the cache has it; the DNS name until the Service has one. */
+export function clusterIpServiceUrl(lookup: (namespace: string, name: string) => KubeObject | undefined): ServiceUrl {
+  return (namespace, service, port) => {
+    const ip = (lookup(namespace, service)?.spec as { clusterIP?: string } | undefined)?.clusterIP;
+    return ip && ip !== 'None' ? `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}` : inClusterServiceUrl(namespace, service, port);
+  };
+}
 
 /** A template such as http://127.0.0.1:8000/{namespace}/{service} (for an operator outside the cluster). */
 export function serviceUrlFromTemplate(template: string): ServiceUrl {

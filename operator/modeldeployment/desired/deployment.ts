@@ -15,6 +15,11 @@ export interface DeploymentInput {
   fetcherImage: string;
 }
 
+const startupProbePeriodSeconds = 2;
+
+/** Where the fetcher finds the certificates of spec.model.caConfigMap. */
+const modelCaMountPath = '/etc/modelship/model-ca';
+
 const gpuToleration: Toleration = { key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' };
 
 const restrictedContainer = (readOnlyRootFilesystem: boolean) => ({
@@ -38,18 +43,27 @@ interface ModelSourcing {
 /** How the model reaches /mnt/models: fetched into an emptyDir, mounted from a PVC, or an image volume. */
 function modelSourcing(input: DeploymentInput): ModelSourcing {
   const { md, fetcherImage } = input;
-  const { uri, digest, credentialsSecret } = md.spec.model;
+  const { uri, digest, credentialsSecret, caConfigMap } = md.spec.model;
   const fetchArgs = ['fetch', '--uri', uri, '--dest', modelMountPath, ...(digest ? ['--digest', digest] : [])];
   const fetcher = (extraMounts: Record<string, unknown>[], args: string[]) => ({
     name: 'fetch-model',
     image: fetcherImage,
     args,
     ...(credentialsSecret ? { envFrom: [{ secretRef: { name: credentialsSecret } }] } : {}),
-    env: [{ name: 'HOME', value: '/tmp' }],
+    env: [
+      { name: 'HOME', value: '/tmp' },
+      // Node adds these certificates to its trusted roots at start, for every request the fetcher makes.
+      ...(caConfigMap ? [{ name: 'NODE_EXTRA_CA_CERTS', value: `${modelCaMountPath}/ca.crt` }] : []),
+    ],
     resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } },
     securityContext: restrictedContainer(true),
-    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...extraMounts],
+    volumeMounts: [
+      { name: 'tmp', mountPath: '/tmp' },
+      ...(caConfigMap ? [{ name: 'model-ca', mountPath: modelCaMountPath, readOnly: true }] : []),
+      ...extraMounts,
+    ],
   });
+  const caVolumes = caConfigMap ? [{ name: 'model-ca', configMap: { name: caConfigMap, items: [{ key: 'ca.crt', path: 'ca.crt' }] } }] : [];
 
   if (uri.startsWith('oci://')) {
     const ref = uri.slice('oci://'.length);
@@ -71,7 +85,7 @@ function modelSourcing(input: DeploymentInput): ModelSourcing {
     };
   }
   return {
-    volumes: [{ name: 'model', emptyDir: {} }],
+    volumes: [{ name: 'model', emptyDir: {} }, ...caVolumes],
     initContainers: [fetcher([{ name: 'model', mountPath: modelMountPath }], fetchArgs)],
   };
 }
@@ -104,7 +118,8 @@ export function desiredDeployment(input: DeploymentInput): KubeObject {
     resources: spec.resources ?? {},
     readinessProbe: { ...probe, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 },
     // Large models load slowly: the startup probe gives them startupTimeoutSeconds before the kubelet acts.
-    startupProbe: { ...probe, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: Math.max(1, Math.ceil(runtime.startupTimeoutSeconds / 10)) },
+    // A short period lets a pod count as ready about when its server is, not up to 10 s later.
+    startupProbe: { ...probe, periodSeconds: startupProbePeriodSeconds, timeoutSeconds: 3, failureThreshold: Math.max(1, Math.ceil(runtime.startupTimeoutSeconds / startupProbePeriodSeconds)) },
     securityContext: restrictedContainer(runtime.readOnlyRootFilesystem),
     volumeMounts: [
       { name: 'model', mountPath: modelMountPath, readOnly: true, ...(sourcing.serverMountSubPath ? { subPath: sourcing.serverMountSubPath } : {}) },

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Builds the images a real node runs, with no registry and no container engine: root filesystems
+# from Debian packages (mmdebstrap) and PyPI or npm, packed as OCI image layouts by hack/images/oci.ts.
+# Each image carries exactly the name the operator or a preset uses, so pods run it unchanged with
+# imagePullPolicy IfNotPresent once the archive is imported into the node's containerd.
+#
+#   hack/images/build.sh [IMAGE ...]   IMAGE: pause operator mlserver custom-server (default: all)
+#
+# Images are cached outside the repository (~/.cache/modelship/images, or MODELSHIP_IMAGE_CACHE), keyed
+# by a hash of their inputs: this script, the image's own files and pins, and for the operator its
+# sources and lockfile. .bin/images/NAME.tar links to the archive in use; the test harness imports
+# every archive there. What each image differs from upstream in: docs/images.md.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here="$root/hack/images"
+cache="${MODELSHIP_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelship/images}"
+export SOURCE_DATE_EPOCH=0
+mkdir -p "$cache" "$root/.bin/images"
+log() { printf '[images] %s\n' "$*" >&2; }
+
+# Debian release and mirror for every root filesystem.
+suite=bookworm
+mirror=${MODELSHIP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+key_of() { # files and directories whose content makes the image
+  { for f in "$@"; do
+      if [ -d "$f" ]; then (cd "$f" && find . -type f -not -path './node_modules/*' -print0 | sort -z | xargs -0 sha256sum); else sha256sum "$f"; fi
+    done; } | sha256sum | cut -c1-16
+}
+
+# Deterministic tar of a directory: sorted, fixed times, numeric owners as they are in the tree.
+tar_dir() { # DIR OUT.tar
+  tar --sort=name --mtime=@0 --numeric-owner --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
+    -C "$1" -cf "$2" .
+}
+
+pack() { # NAME:TAG CONFIG.json OUT LAYER.tar...
+  local name=$1 config=$2 out=$3; shift 3
+  local layers=()
+  for l in "$@"; do layers+=(--layer "$l"); done
+  node --import tsx "$here/oci.ts" --name "$name" --config "$config" --out "$out" "${layers[@]}"
+}
+
+# build IMAGE KEY: skips when the cached archive exists, else runs build_IMAGE into a work dir.
+build() {
+  local image=$1 key=$2
+  local archive="$cache/$image-$key.tar"
+  if [ -f "$archive" ]; then
+    log "$image: up to date ($key)"
+  else
+    local work; work=$(mktemp -d "$cache/.work-$image-XXXXXX")
+    local start=$SECONDS
+    log "$image: building ($key)"
+    # Not under `if`: bash ignores errexit in a condition, and a failed step must not be packed.
+    local rc=0
+    set +e; ( set -e; "build_${image//-/_}" "$work" ); rc=$?; set -e
+    if [ "$rc" != 0 ]; then rm -rf "$work"; log "$image: build failed ($rc)"; return 1; fi
+    mv "$work/image.tar" "$archive"
+    rm -rf "$work"
+    log "$image: built in $((SECONDS - start)) s"
+  fi
+  ln -sfn "$archive" "$root/.bin/images/$image.tar"
+}
+
+# --- pause: Kubernetes' own pause.c, static, as registry.k8s.io/pause is built.
+k8s_module_dir() {
+  local v; v=$(sed -n 's#^[[:space:]]*k8s.io/kubernetes \(v[0-9.]*\).*$#\1#p' "$root/hack/k8s/go.mod" | head -n1)
+  (cd "$root/hack/k8s" && GOWORK=off GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$v") | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'
+}
+build_pause() {
+  local work=$1 src; src="$(k8s_module_dir)/build/pause/linux/pause.c"
+  mkdir -p "$work/rootfs"
+  gcc -Os -Wall -Werror -static -DVERSION=v3.10-modelship -o "$work/rootfs/pause" "$src"
+  strip "$work/rootfs/pause"
+  tar_dir "$work/rootfs" "$work/layer.tar"
+  echo '{"User":"65535:65535","Entrypoint":["/pause"]}' > "$work/config.json"
+  pack registry.k8s.io/pause:3.10 "$work/config.json" "$work/oci" "$work/layer.tar"
+  mv "$work/oci.tar" "$work/image.tar"
+}
+
+# --- operator: the Dockerfile's content and user on a distroless-like base (libc, libstdc++, CA
+# certificates, tzdata; no shell, no package manager), with Node from the npm `node` package.
+operator_image=${MODELSHIP_OPERATOR_IMAGE:-ghcr.io/modelship/modelship:0.1.0}
+distroless_base() { # OUT.tar: the files of distroless/cc-debian12's packages, users root and nonroot
+  mmdebstrap --quiet --variant=extract --include=base-files,netbase,tzdata,ca-certificates,libc6,libgcc-s1,libstdc++6 \
+    --customize-hook='cat "$1"/usr/share/ca-certificates/mozilla/*.crt > "$1/etc/ssl/certs/ca-certificates.crt"' \
+    --customize-hook='printf "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n" > "$1/etc/passwd"' \
+    --customize-hook='printf "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n" > "$1/etc/group"' \
+    --customize-hook='mkdir -p "$1/tmp" "$1/home/nonroot" && chmod 1777 "$1/tmp" && chown 65532:65532 "$1/home/nonroot"' \
+    --customize-hook='rm -rf "$1"/var/cache/apt "$1"/var/lib/apt/lists "$1"/usr/share/doc "$1"/usr/share/man' \
+    "$suite" "$1" "$mirror"
+}
+build_operator() {
+  local work=$1
+  distroless_base "$work/base.tar"
+  local app="$work/app"
+  mkdir -p "$app/app" "$app/nodejs/bin"
+  # The production dependencies exactly as the lockfile pins them, as the Dockerfile's `npm prune --omit=dev`.
+  cp "$root/package.json" "$root/package-lock.json" "$app/app/"
+  (cd "$app/app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
+  (cd "$root" && npx tsc -p tsconfig.build.json --outDir "$app/app/dist")
+  cp -r "$root/crds" "$app/app/crds"
+  cp "$(readlink -f "$root/node_modules/node/bin/node")" "$app/nodejs/bin/node"
+  chmod -R a+rX "$app"
+  tar_dir "$app" "$work/app.tar"
+  cat > "$work/config.json" <<'JSON'
+{"User":"65532:65532","WorkingDir":"/app",
+ "Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt","NODE_OPTIONS=--max-semi-space-size=4 --max-old-space-size=384"],
+ "Entrypoint":["/nodejs/bin/node","/app/dist/operator/main.js"],"Cmd":["run"]}
+JSON
+  pack "$operator_image" "$work/config.json" "$work/oci" "$work/base.tar" "$work/app.tar"
+  mv "$work/oci.tar" "$work/image.tar"
+}
+
+# --- mlserver: MLServer 1.7.1's Dockerfile (WORKDIR /opt/mlserver, USER 1000, its ENV and CMD) on
+# Debian's Python 3.11 in a venv at /opt/venv instead of conda's 3.10 in /opt/conda, with every
+# version pinned to its poetry.lock (hack/images/mlserver/constraints.txt).
+build_mlserver() {
+  local work=$1 m="$here/mlserver"
+  # Wheels come through this machine's pip (its index, proxy and CA settings), for CPython 3.11 on
+  # glibc 2.36: the same tags as Debian bookworm's python3.11 in the root filesystem.
+  python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), "hack/images needs python3.11 to fetch the wheels"'
+  python3 -m pip download --quiet --only-binary=:all: --dest "$work/wheels" -r "$m/requirements.txt" -c "$m/constraints.txt"
+  mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,libgomp1,ca-certificates,tar,gzip \
+    --customize-hook="mkdir -p \"\$1/opt/build\" && cp -r '$work/wheels' '$m/constraints.txt' '$m/requirements.txt' \"\$1/opt/build/\"" \
+    --customize-hook='chroot "$1" python3 -m venv /opt/venv' \
+    --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin /opt/venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check --no-index --find-links /opt/build/wheels -r /opt/build/requirements.txt -c /opt/build/constraints.txt' \
+    --customize-hook='chroot "$1" useradd -u 1000 -s /bin/bash -d /opt/mlserver -M mlserver' \
+    --customize-hook="mkdir -p \"\$1/opt/mlserver/hack\" \"\$1/mnt/models\" && cp '$m/activate-env.sh' \"\$1/opt/mlserver/hack/\"" \
+    --customize-hook='chown -R 1000:0 "$1/opt/mlserver" && chmod -R 776 "$1/opt/mlserver"' \
+    --customize-hook='rm -rf "$1"/opt/build "$1"/tmp/* "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/usr/share/doc "$1"/usr/share/man' \
+    "$suite" "$work/rootfs.tar" "$mirror"
+  pack docker.io/seldonio/mlserver:1.7.1 "$m/config.json" "$work/oci" "$work/rootfs.tar"
+  mv "$work/oci.tar" "$work/image.tar"
+}
+
+# --- custom-server: a small V2 server in Python's standard library for the `custom` runtime.
+build_custom_server() {
+  local work=$1 c="$here/custom-server"
+  mmdebstrap --quiet --variant=minbase --include=python3-minimal \
+    --customize-hook="mkdir -p \"\$1/srv\" && cp '$c/server.py' \"\$1/srv/server.py\"" \
+    --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/usr/share/doc "$1"/usr/share/man' \
+    "$suite" "$work/rootfs.tar" "$mirror"
+  echo '{"User":"1000:1000","WorkingDir":"/srv","Entrypoint":["python3","/srv/server.py"],"ExposedPorts":{"8080/tcp":{}}}' > "$work/config.json"
+  pack modelship.io/custom-server:0.1.0 "$work/config.json" "$work/oci" "$work/rootfs.tar"
+  mv "$work/oci.tar" "$work/image.tar"
+}
+
+images=("$@")
+[ ${#images[@]} -gt 0 ] || images=(pause operator mlserver custom-server)
+for image in "${images[@]}"; do
+  case "$image" in
+    pause) build pause "$(key_of "$0" "$here/oci.ts" "$root/hack/k8s/go.mod")" ;;
+    operator) build operator "$(key_of "$0" "$here/oci.ts" "$root/package-lock.json" "$root/tsconfig.json" "$root/tsconfig.build.json" "$root/operator" "$root/crds")" ;;
+    mlserver) build mlserver "$(key_of "$0" "$here/oci.ts" "$here/mlserver")" ;;
+    custom-server) build custom-server "$(key_of "$0" "$here/oci.ts" "$here/custom-server")" ;;
+    *) log "unknown image $image (pause operator mlserver custom-server)"; exit 2 ;;
+  esac
+done
