@@ -57,6 +57,8 @@ build() {
     if [ "$rc" != 0 ]; then rm -rf "$work"; log "$image: build failed ($rc)"; return 1; fi
     mv "$work/image.tar" "$archive"
     rm -rf "$work"
+    # Older builds of the same image are never used again.
+    find "$cache" -maxdepth 1 -name "$image-*.tar" ! -name "$image-$key.tar" -delete
     log "$image: built in $((SECONDS - start)) s"
   fi
   ln -sfn "$archive" "$root/.bin/images/$image.tar"
@@ -137,7 +139,7 @@ build_mlserver() {
 # --- custom-server: a small V2 server in Python's standard library for the `custom` runtime.
 build_custom_server() {
   local work=$1 c="$here/custom-server"
-  mmdebstrap --quiet --variant=minbase --include=python3-minimal \
+  mmdebstrap --quiet --variant=minbase --include=python3 \
     --customize-hook="mkdir -p \"\$1/srv\" && cp '$c/server.py' \"\$1/srv/server.py\"" \
     --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/usr/share/doc "$1"/usr/share/man' \
     "$suite" "$work/rootfs.tar" "$mirror"

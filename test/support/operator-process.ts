@@ -14,17 +14,24 @@ export interface OperatorOptions {
   leaseNamespace?: string;
   env?: Record<string, string>;
   name?: string;
+  /**
+   * Run inside the real node's network namespace (test/cluster/real-node.ts), where Services' ClusterIPs
+   * and pods answer, as an operator in a cluster would; its metrics then listen on the node's address.
+   */
+  nodeNetwork?: { netns: string; nodeIp: string };
 }
 
 export class OperatorProcess {
   private child: ChildProcess | undefined;
   metricsPort = 0;
   readonly logFile: string;
+  private readonly metricsHost: string;
 
   constructor(private readonly opts: OperatorOptions = {}) {
     const dir = join(testCluster().state.dir, 'operators');
     mkdirSync(dir, { recursive: true });
     this.logFile = join(dir, `${opts.name ?? 'operator'}-${Date.now()}.log`);
+    this.metricsHost = opts.nodeNetwork?.nodeIp ?? '127.0.0.1';
   }
 
   get pid(): number | undefined {
@@ -43,14 +50,15 @@ export class OperatorProcess {
     this.metricsPort = await freePort();
     const log = createWriteStream(this.logFile, { flags: 'a' });
     const setpriv = ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--'];
-    this.child = spawn(setpriv[0]!, [...setpriv.slice(1), process.execPath, '--import', 'tsx', join(repoRoot, 'operator/main.ts')], {
+    const netns = this.opts.nodeNetwork ? ['/usr/bin/nsenter', `--net=/run/netns/${this.opts.nodeNetwork.netns}`, '--'] : [];
+    this.child = spawn(setpriv[0]!, [...setpriv.slice(1), ...netns, process.execPath, '--import', 'tsx', join(repoRoot, 'operator/main.ts')], {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         ...process.env,
         KUBECONFIG: testCluster().state.kubeconfig,
         MODELSHIP_METRICS_PORT: String(this.metricsPort),
-        MODELSHIP_METRICS_HOST: '127.0.0.1',
+        MODELSHIP_METRICS_HOST: this.metricsHost,
         MODELSHIP_LEADER_ELECT: String(this.opts.leaderElect ?? false),
         MODELSHIP_LEADER_ELECTION_NAMESPACE: this.opts.leaseNamespace ?? 'default',
         MODELSHIP_FETCHER_IMAGE: 'example.invalid/modelship:test',
@@ -62,12 +70,12 @@ export class OperatorProcess {
     if (opts.waitReady === false) return;
     await waitFor('operator ready', async () => {
       if (!this.running) throw new Error(`operator exited; see ${this.logFile}`);
-      return (await probe(`http://127.0.0.1:${this.metricsPort}/readyz`)).status === 200;
+      return (await probe(`http://${this.metricsHost}:${this.metricsPort}/readyz`)).status === 200;
     }, 30_000);
   }
 
   async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-    const { body } = await probe(`http://127.0.0.1:${this.metricsPort}/metrics`);
+    const { body } = await probe(`http://${this.metricsHost}:${this.metricsPort}/metrics`);
     let total = 0;
     for (const line of body.split('\n')) {
       if (!line.startsWith(name)) continue;

@@ -4,7 +4,8 @@ It speaks the Open Inference Protocol (V2) for a linear classifier: model.json i
 directory holds {"coef": [[...], ...], "intercept": [...], "classes": [...]}, as scikit-learn's
 LogisticRegression exposes them (coef_, intercept_, classes_). A prediction is the class with the
 largest score. Environment: MODEL_NAME (default "model"), MODEL_DIR (default /mnt/models), PORT
-(default 8080), and LOAD_DELAY_SECONDS to simulate a slow model load in tests.
+(default 8080), and LOAD_DELAY_SECONDS to simulate a slow model load in tests. A model that cannot
+be loaded ends the process with status 1.
 """
 import json
 import os
@@ -18,7 +19,7 @@ MODEL_DIR = os.environ.get("MODEL_DIR", "/mnt/models")
 PORT = int(os.environ.get("PORT", "8080"))
 MAX_BODY = 1 << 20
 
-state = {"model": None, "error": None}
+state = {"model": None}
 counts = {}
 counts_lock = threading.Lock()
 
@@ -33,9 +34,9 @@ def load_model():
             raise ValueError("coef and intercept differ in length")
         state["model"] = {"coef": coef, "intercept": intercept, "classes": model.get("classes", list(range(len(coef))))}
         print(json.dumps({"level": "info", "message": f"loaded {MODEL_NAME} from {MODEL_DIR}"}), flush=True)
-    except Exception as err:  # the server stays up and not ready, saying why
-        state["error"] = str(err)
+    except Exception as err:  # a model that cannot load ends the server, as most servers do
         print(json.dumps({"level": "error", "message": f"cannot load the model: {err}"}), flush=True)
+        os._exit(1)
 
 
 def predict(rows):

@@ -16,6 +16,7 @@ export interface DeploymentInput {
 }
 
 const startupProbePeriodSeconds = 2;
+const drainSeconds = 5;
 
 /** Where the fetcher finds the certificates of spec.model.caConfigMap. */
 const modelCaMountPath = '/etc/modelship/model-ca';
@@ -121,6 +122,9 @@ export function desiredDeployment(input: DeploymentInput): KubeObject {
     // A short period lets a pod count as ready about when its server is, not up to 10 s later.
     startupProbe: { ...probe, periodSeconds: startupProbePeriodSeconds, timeoutSeconds: 3, failureThreshold: Math.max(1, Math.ceil(runtime.startupTimeoutSeconds / startupProbePeriodSeconds)) },
     securityContext: restrictedContainer(runtime.readOnlyRootFilesystem),
+    // A stopping pod keeps serving while kube-proxies and gateways drop it from their endpoints, so
+    // scaling a revision down fails no request in flight. The kubelet sleeps; no shell is needed.
+    lifecycle: { preStop: { sleep: { seconds: drainSeconds } } },
     volumeMounts: [
       { name: 'model', mountPath: modelMountPath, readOnly: true, ...(sourcing.serverMountSubPath ? { subPath: sourcing.serverMountSubPath } : {}) },
       { name: 'tmp', mountPath: '/tmp' },

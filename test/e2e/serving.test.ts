@@ -1,0 +1,119 @@
+// Real models on the real node: the quickstart fetched through the init container with its digest
+// verified, and every preset built here (hack/images) started under the operator's own security
+// context, answering its readiness path and a V2 inference through its Service's ClusterIP.
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import yaml from 'js-yaml';
+import { testCluster, TestNamespaces, waitFor } from '../cluster/cluster.js';
+import { realNodeName } from '../cluster/real-node.js';
+import {
+  clusterIp, createMd, customServerImage, getInNode, onRealNode, postInNode, smallResources, startServing, trustModelStore,
+  v2Request, waitReady, type Serving,
+} from '../support/real-node-serving.js';
+
+const repoRoot = resolve(fileURLToPath(import.meta.url), '../../..');
+const namespaces = new TestNamespaces();
+let serving: Serving;
+
+test.before(async () => { serving = await startServing('e2e-serving'); });
+test.after.always(async () => { await namespaces.deleteAll(); await serving?.stop(); });
+
+async function modelPods(namespace: string, name: string) {
+  return (await testCluster().core.listNamespacedPod({ namespace, labelSelector: `app.kubernetes.io/instance=${name}` })).items;
+}
+
+test('the quickstart is fetched and verified by its init container, becomes Ready and answers V2 predictions through its ClusterIP', async (t) => {
+  t.timeout(300_000);
+  const ns = await namespaces.create('e2e-quickstart');
+  await trustModelStore(ns, serving.store);
+  const quickstart = yaml.load(readFileSync(join(repoRoot, 'examples/quickstart.yaml'), 'utf8')) as { metadata: { name: string }; spec: Record<string, any> };
+  const model = { ...quickstart.spec.model, uri: serving.store.url('sklearn/v1/model.joblib'), digest: serving.models.digests['sklearn/v1/model.joblib'], caConfigMap: 'model-store-ca' };
+  const applied = Date.now();
+  await createMd(ns, 'iris', { ...quickstart.spec, model, resources: smallResources, scheduling: onRealNode });
+  const md = await waitReady(ns, 'iris');
+  const readyMs = Date.now() - applied;
+
+  const pods = await modelPods(ns, 'iris');
+  t.is(pods.length, 2);
+  for (const pod of pods) {
+    t.is(pod.spec?.nodeName, realNodeName);
+    t.true(pod.status?.containerStatuses?.[0]?.ready);
+    // The operator's own image ran `modelship fetch` in the pod, and it checked the digest.
+    const log = await testCluster().core.readNamespacedPodLog({ namespace: ns, name: pod.metadata!.name!, container: 'fetch-model' });
+    t.regex(log, new RegExp(`digest verified: ${serving.models.digests['sklearn/v1/model.joblib']}`));
+  }
+  t.true(serving.store.requests.filter((r) => r === 'sklearn/v1/model.joblib').length >= 2, 'each pod downloaded the model');
+
+  const ip = await clusterIp(ns, 'iris');
+  t.is(md.status?.url, `http://iris.${ns}.svc:80`);
+  // The endpoints reach kube-proxy's rules a moment after the pods are ready: the first answer is polled.
+  const answer = await waitFor('a prediction through the ClusterIP', async () => {
+    const a = await postInNode(serving.link, `http://${ip}/v2/models/iris/infer`, v2Request(serving.models.golden)).catch(() => undefined);
+    return a?.status === 200 ? a : undefined;
+  }, 30_000, 100);
+  const firstPredictionMs = Date.now() - applied;
+  t.is(answer.status, 200, JSON.stringify(answer.json));
+  t.is(answer.json.model_version, '1');
+  t.deepEqual(answer.json.outputs[0].data, serving.models.expected.v1);
+  t.log(`quickstart: apply → Ready ${(readyMs / 1000).toFixed(1)} s, apply → first prediction ${(firstPredictionMs / 1000).toFixed(1)} s`);
+});
+
+interface PresetCase {
+  name: string;
+  model: string;
+  spec: Record<string, unknown>;
+  expected: number[];
+  readOnlyRoot: boolean;
+}
+
+test('every preset built here starts under the restricted security context, answers its readiness path and one inference', async (t) => {
+  t.timeout(300_000);
+  const ns = await namespaces.create('e2e-presets');
+  await trustModelStore(ns, serving.store);
+  const { models } = serving;
+  const model = (path: string, format: string) => ({ uri: serving.store.url(path), digest: models.digests[path], caConfigMap: 'model-store-ca', version: '1', format });
+  const cases: PresetCase[] = [
+    { name: 'mlserver-sklearn', model: 'sklearn/v1/model.joblib', spec: { model: model('sklearn/v1/model.joblib', 'sklearn') }, expected: models.expected.v1, readOnlyRoot: true },
+    { name: 'mlserver-xgboost', model: 'xgboost/model.json', spec: { model: model('xgboost/model.json', 'xgboost') }, expected: models.expected.xgboost, readOnlyRoot: true },
+    // LightGBM's runtime answers class probabilities: the prediction is the most likely class.
+    { name: 'mlserver-lightgbm', model: 'lightgbm/model.bst', spec: { model: model('lightgbm/model.bst', 'lightgbm') }, expected: models.expected.lightgbm, readOnlyRoot: true },
+    {
+      name: 'custom', model: 'custom/model.json', expected: models.expected.v1, readOnlyRoot: false,
+      spec: {
+        model: model('custom/model.json', 'custom'),
+        runtime: { preset: 'custom', image: customServerImage, readinessPath: '/v2/health/ready', env: [{ name: 'MODEL_NAME', value: 'custom' }] },
+      },
+    },
+  ];
+  await Promise.all(cases.map((c) => createMd(ns, c.name, { ...c.spec, replicas: 1, resources: smallResources, scheduling: onRealNode })));
+  await Promise.all(cases.map((c) => waitReady(ns, c.name, 240_000)));
+
+  for (const c of cases) {
+    const [pod] = await modelPods(ns, c.name);
+    const server = pod!.spec!.containers[0]!;
+    t.is(pod!.spec!.nodeName, realNodeName, c.name);
+    t.is(pod!.spec!.securityContext?.runAsNonRoot, true, c.name);
+    t.is(server.securityContext?.allowPrivilegeEscalation, false, c.name);
+    t.deepEqual(server.securityContext?.capabilities?.drop, ['ALL'], c.name);
+    t.is(server.securityContext?.readOnlyRootFilesystem, c.readOnlyRoot, c.name);
+    t.is(pod!.status?.containerStatuses?.[0]?.restartCount, 0, `${c.name} never restarted`);
+
+    const readiness = server.readinessProbe!.httpGet!.path!;
+    t.is(await getInNode(serving.link, `http://${pod!.status!.podIP}:8080${readiness}`), 200, `${c.name} ${readiness}`);
+    const ip = await clusterIp(ns, c.name);
+    const answer = await waitFor(`${c.name} answers`, async () => {
+      const a = await postInNode(serving.link, `http://${ip}/v2/models/${c.name}/infer`, v2Request(models.golden)).catch(() => undefined);
+      return a?.status === 200 ? a : undefined;
+    }, 30_000, 500);
+    const data = answer.json.outputs[0].data as number[];
+    if (c.name === 'mlserver-lightgbm') {
+      // [rows × 3] probabilities, flattened: argmax per row.
+      const rows = Array.from({ length: models.golden.length }, (_, i) => data.slice(i * 3, i * 3 + 3));
+      t.deepEqual(rows.map((r) => r.indexOf(Math.max(...r))), c.expected, c.name);
+    } else {
+      t.deepEqual(data, c.expected, c.name);
+    }
+  }
+});
