@@ -44,8 +44,12 @@ lint: deps
 typecheck: deps
 	npm run --silent typecheck
 
+.PHONY: images
+images: deps ## build the real node's images without a registry (pause, operator, MLServer, custom server); cached
+	@hack/images/build.sh
+
 .PHONY: test
-test: deps bins ## lint, typecheck, unit and integration tests on a real control plane
+test: deps bins ## lint, typecheck, unit, integration (KWOK) and end-to-end tests (a real node, as root)
 	@hack/test.sh
 
 N ?= 100

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make test: lint, typecheck, unit tests, then integration tests on a fresh real control plane.
+# make test: lint, typecheck, unit tests, integration tests on a fresh real control plane with KWOK
+# nodes, then the end-to-end tier on another with a real node (kubelet, containerd) serving real models.
 # Ends with one line: "test: N passed, N failed". Lint and typecheck count as one check each.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,15 @@ check lint npm run --silent lint
 check typecheck npm run --silent typecheck
 ava_suite unit npx ava test/unit/
 ava_suite integration node --import tsx test/cluster/supervisor.ts run -- npx ava --concurrency=1 test/integration/
+
+# The real node needs root (containerd, network namespaces, cgroups); elsewhere the tier says why it did not run.
+why_no_node=$(node --import tsx -e "import('./test/cluster/real-node.ts').then((m) => process.stdout.write(m.realNodeUnsupported('.bin') ?? ''))")
+if [ -z "$why_no_node" ]; then
+  check images hack/images/build.sh
+  ava_suite e2e node --import tsx test/cluster/supervisor.ts run --real-node on -- npx ava --concurrency=1 --timeout=5m test/e2e/
+else
+  echo "=== e2e not run: $why_no_node"
+fi
 
 echo
 echo "test: $passed passed, $failed failed"

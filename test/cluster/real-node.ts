@@ -31,6 +31,10 @@ export const sandboxImage = 'registry.k8s.io/pause:3.10';
 
 const cniBinDir = '/usr/lib/cni';
 
+/** The cgroup hierarchies: v1 controllers, and (`all`) the v2 `unified` one that runc also writes to. */
+const cgroupHierarchies = (all = false) => readdirSync('/sys/fs/cgroup')
+  .filter((c) => (all || c !== 'unified') && statSync(join('/sys/fs/cgroup', c)).isDirectory() && existsSync(join('/sys/fs/cgroup', c, 'cgroup.procs')));
+
 export interface NodeLink {
   index: number;
   netns: string;
@@ -77,16 +81,57 @@ function usedLinkIndexes(): Set<number> {
   return used;
 }
 
-/** Creates the node's network namespace and its link to the host. */
-export function setUpNodeLink(): NodeLink {
+/**
+ * Which process owns each node link, so that a node whose supervisor was killed (SIGKILL leaves its
+ * containers, cgroups, mounts and namespace behind) is cleaned up by the next one to start.
+ */
+const registryDir = '/run/modelship/nodes';
+interface Registration { pid: number; dir: string; index: number }
+
+function register(link: NodeLink, dir: string): void {
+  mkdirSync(registryDir, { recursive: true });
+  writeFileSync(join(registryDir, `${link.index}.json`), JSON.stringify({ pid: process.pid, dir, index: link.index } satisfies Registration));
+}
+
+function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+/** Removes what nodes of dead supervisors left behind. */
+export function cleanUpAbandonedNodes(): void {
+  if (!existsSync(registryDir)) return;
+  for (const f of readdirSync(registryDir).filter((n) => n.endsWith('.json'))) {
+    let reg: Registration;
+    try { reg = JSON.parse(readFileSync(join(registryDir, f), 'utf8')) as Registration; } catch { continue; }
+    if (alive(reg.pid)) continue;
+    const link = linkOf(reg.index);
+    killCgroupTree(cgroupRootOf(reg.index));
+    killNamespaceProcesses(link.netns);
+    unmountUnder(join(reg.dir, 'node'));
+    removeCgroupRoot(cgroupRootOf(reg.index));
+    tearDownNodeLink(link);
+    rmSync(join(registryDir, f), { force: true });
+  }
+}
+
+function linkOf(index: number): NodeLink {
+  return {
+    index, netns: `ms-node-${index}`, hostIf: `ms-h${index}`, nodeIf: `ms-n${index}`,
+    hostIp: `10.213.${index}.1`, nodeIp: `10.213.${index}.2`, podCidr: `10.214.${index}.0/24`,
+  };
+}
+
+const cgroupRootOf = (index: number) => `modelship-${index}`;
+
+/** Creates the node's network namespace and its link to the host; `dir` is the cluster's directory. */
+export function setUpNodeLink(dir: string): NodeLink {
+  cleanUpAbandonedNodes();
   const used = usedLinkIndexes();
   const free = Array.from({ length: 250 }, (_, i) => i + 1).filter((i) => !used.has(i));
   if (free.length === 0) throw new Error('no free 10.213.N.0/24 link subnet');
   const index = free[Math.floor(Math.random() * free.length)]!;
-  const link: NodeLink = {
-    index, netns: `ms-node-${index}`, hostIf: `ms-h${index}`, nodeIf: `ms-n${index}`,
-    hostIp: `10.213.${index}.1`, nodeIp: `10.213.${index}.2`, podCidr: `10.214.${index}.0/24`,
-  };
+  const link = linkOf(index);
+  register(link, dir);
   try {
     run('ip', ['netns', 'add', link.netns]);
     run('ip', ['link', 'add', link.hostIf, 'type', 'veth', 'peer', 'name', link.nodeIf, 'netns', link.netns]);
@@ -110,10 +155,49 @@ export function setUpNodeLink(): NodeLink {
   return link;
 }
 
-/** Deletes the namespace; the veth pair goes with it. */
+/** Deletes the namespace (the veth pair goes with it) and the link's registration. */
 export function tearDownNodeLink(link: NodeLink): void {
   tryRun('ip', ['netns', 'del', link.netns]);
   tryRun('ip', ['link', 'del', link.hostIf]);
+  rmSync(join(registryDir, `${link.index}.json`), { force: true });
+}
+
+/** Shims re-parent themselves and outlive containerd; they are the only processes left in the namespace. */
+function killNamespaceProcesses(netns: string): void {
+  let pids: string[];
+  try { pids = run('ip', ['netns', 'pids', netns]).split(/\s+/).filter(Boolean); } catch { return; }
+  for (const pid of pids) { try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ } }
+}
+
+/** Every container of the node, through its cgroup: a stopped containerd leaves them running. */
+function killCgroupTree(cgroupRoot: string): void {
+  const root = join('/sys/fs/cgroup', 'pids', cgroupRoot);
+  if (!existsSync(root)) return;
+  const walk = (dir: string): void => {
+    try {
+      for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+      }
+      for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(join(dir, e.name));
+    } catch { /* removed meanwhile */ }
+  };
+  walk(root);
+}
+
+function unmountUnder(dir: string): void {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+    .map((l) => l.split(' ')[4]).filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) tryRun('umount', ['-l', m]);
+}
+
+function removeCgroupRoot(cgroupRoot: string): void {
+  const rmTree = (dir: string): void => {
+    if (!existsSync(dir)) return;
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) rmTree(join(dir, e.name));
+    tryRun('rmdir', [dir]);
+  };
+  for (const c of cgroupHierarchies(true)) rmTree(join('/sys/fs/cgroup', c, cgroupRoot));
 }
 
 export interface RealNodeOptions {
@@ -129,7 +213,6 @@ export interface RealNodeOptions {
   tainted: boolean;
 }
 
-const cgroupControllers = () => readdirSync('/sys/fs/cgroup').filter((c) => c !== 'unified' && statSync(join('/sys/fs/cgroup', c)).isDirectory() && existsSync(join('/sys/fs/cgroup', c, 'cgroup.procs')));
 
 export class RealNode {
   readonly cgroupRoot: string;
@@ -138,7 +221,7 @@ export class RealNode {
 
   constructor(private readonly options: RealNodeOptions) {
     const d = join(options.dir, 'node');
-    this.cgroupRoot = `modelship-${options.link.index}`;
+    this.cgroupRoot = cgroupRootOf(options.link.index);
     this.paths = {
       dir: d,
       containerdRoot: join(d, 'containerd', 'root'),
@@ -220,44 +303,16 @@ export class RealNode {
    */
   async stop(): Promise<void> {
     for (const p of [...this.processes].reverse().filter((q) => q.spec.name !== 'containerd')) await p.stop();
-    this.killCgroup();
+    killCgroupTree(this.cgroupRoot);
     await sleep(200);
     await this.processes.find((q) => q.spec.name === 'containerd')?.stop();
-    this.killShims();
-    this.unmountUnder(this.paths.dir);
-    this.removeCgroupRoot();
-  }
-
-  private killShims(): void {
-    // Shims re-parent themselves and outlive containerd; they are the only processes left in the namespace.
-    let pids: string[];
-    try { pids = run('ip', ['netns', 'pids', this.options.link.netns]).split(/\s+/).filter(Boolean); } catch { return; }
-    for (const pid of pids) { try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ } }
-  }
-
-  private killCgroup(): void {
-    const root = join('/sys/fs/cgroup', 'pids', this.cgroupRoot);
-    if (!existsSync(root)) return;
-    const walk = (dir: string): void => {
-      try {
-        for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-          try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
-        }
-        for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(join(dir, e.name));
-      } catch { /* removed meanwhile */ }
-    };
-    walk(root);
-  }
-
-  private unmountUnder(dir: string): void {
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
-      .map((l) => l.split(' ')[4]).filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)))
-      .sort((a, b) => b.length - a.length);
-    for (const m of mounts) tryRun('umount', ['-l', m]);
+    killNamespaceProcesses(this.options.link.netns);
+    unmountUnder(this.paths.dir);
+    removeCgroupRoot(this.cgroupRoot);
   }
 
   private makeCgroupRoot(): void {
-    for (const c of cgroupControllers()) {
+    for (const c of cgroupHierarchies()) {
       const dir = join('/sys/fs/cgroup', c, this.cgroupRoot);
       mkdirSync(dir, { recursive: true });
       if (c === 'cpuset') {
@@ -265,15 +320,6 @@ export class RealNode {
         for (const f of ['cpuset.cpus', 'cpuset.mems']) writeFileSync(join(dir, f), readFileSync(join('/sys/fs/cgroup', c, f)));
       }
     }
-  }
-
-  private removeCgroupRoot(): void {
-    const rmTree = (dir: string): void => {
-      if (!existsSync(dir)) return;
-      for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) rmTree(join(dir, e.name));
-      try { rmSync(dir, { recursive: false, force: true }); } catch { tryRun('rmdir', [dir]); }
-    };
-    for (const c of cgroupControllers()) rmTree(join('/sys/fs/cgroup', c, this.cgroupRoot));
   }
 
   private kubeconfig(path: string, identity: { cert: string; key: string }): void {

@@ -124,7 +124,7 @@ async function bringUp(dir: string, nodeOptions: NodeOptions): Promise<{ state: 
     realNodeUnavailable = realNodeUnsupported(resolve(fileURLToPath(import.meta.url), '../../../.bin'));
     if (realNodeUnavailable && nodeOptions.realNode === 'on') throw new Error(realNodeUnavailable);
     if (realNodeUnavailable) log(`no real node, KWOK only: ${realNodeUnavailable}`);
-    else link = setUpNodeLink();
+    else link = setUpNodeLink(dir);
   }
   const plane = new ControlPlane({ dir, ...(link ? { hostIp: link.hostIp } : {}) });
   let control: { server: Server; url: string } | undefined;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { testCluster, waitFor } from '../cluster/cluster.js';
 import { realNodeLabel, realNodeTaint, type NodeLink } from '../cluster/real-node.js';
+import { installCrd } from './crd.js';
 import { OperatorProcess } from './operator-process.js';
 import { ModelStore, trainModels, type TrainedModels } from './real-models.js';
 
@@ -28,13 +29,20 @@ export interface Serving {
   stop(): Promise<void>;
 }
 
-/** Trains the models, serves them over HTTPS on the host end of the node's link, starts the operator. */
-export async function startServing(name: string, env: Record<string, string> = {}): Promise<Serving> {
+/** Trains the models and serves them over HTTPS on the host end of the node's link. */
+export async function startModelStore(): Promise<{ link: NodeLink; models: TrainedModels; store: ModelStore }> {
   const link = realNode();
+  await installCrd();
   const dir = join(testCluster().state.dir, 'real-models');
   const models = trainModels(dir);
   const store = new ModelStore(dir, link.hostIp, join(testCluster().state.dir, 'model-store-pki'));
   await store.start();
+  return { link, models, store };
+}
+
+/** The model store, and the operator running as a process where ClusterIPs answer. */
+export async function startServing(name: string, env: Record<string, string> = {}): Promise<Serving> {
+  const { link, models, store } = await startModelStore();
   const operator = new OperatorProcess({
     name, nodeNetwork: { netns: link.netns, nodeIp: link.nodeIp },
     env: { MODELSHIP_FETCHER_IMAGE: operatorImage, MODELSHIP_SERVICE_ADDRESS: 'cluster-ip', ...env },
