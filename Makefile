@@ -59,9 +59,11 @@ SCENARIO ?= all
 bench: build bins ## benchmarks on local control planes: SCENARIO=all|floor|create|rollout|steady|churn N=100 (bench/README.md)
 	@node --import tsx bench/bench.ts --scenario $(SCENARIO) --n $(N)
 
+REAL_NODE ?= off
+
 .PHONY: cluster
-cluster: deps bins ## start a local control plane (prints the KUBECONFIG export)
-	@node --import tsx test/cluster/supervisor.ts up --detach --dir $(CLUSTER_DIR)
+cluster: deps bins ## start a local control plane (prints the KUBECONFIG export); REAL_NODE=auto adds a real node
+	@node --import tsx test/cluster/supervisor.ts up --detach --dir $(CLUSTER_DIR) --real-node $(REAL_NODE)
 
 .PHONY: cluster-down
 cluster-down: ## stop the operator started by make run, and the local control plane
@@ -69,13 +71,15 @@ cluster-down: ## stop the operator started by make run, and the local control pl
 	@node --import tsx test/cluster/supervisor.ts down --dir $(CLUSTER_DIR)
 
 .PHONY: run
-run: build cluster ## start the control plane, then the operator, and apply the quickstart
+run: build bins ## start the cluster (a real node where the machine allows), the operator, and the quickstart
 	@CLUSTER_DIR=$(CLUSTER_DIR) hack/run.sh
 
 IMAGE ?= ghcr.io/modelship/modelship:0.1.0
 CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
 
 .PHONY: image
-image: ## build the operator image (needs docker or podman)
-	@[ -n "$(CONTAINER_ENGINE)" ] || { echo "make image needs docker or podman"; exit 1; }
-	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+image: deps ## build the operator image: with docker or podman if present, else an OCI layout in dist/oci (no daemon)
+	@if [ -n "$(CONTAINER_ENGINE)" ]; then $(CONTAINER_ENGINE) build -t $(IMAGE) .; else \
+	  MODELSHIP_OPERATOR_IMAGE=$(IMAGE) MODELSHIP_IMAGE_CACHE=$(CURDIR)/dist/image-cache MODELSHIP_IMAGE_LINKS=$(CURDIR)/dist/image-cache \
+	    hack/images/build.sh operator && rm -rf dist/oci && mkdir -p dist/oci && tar -xf dist/image-cache/operator.tar -C dist/oci && \
+	  echo "$(IMAGE) is an OCI layout in dist/oci; push it with: skopeo copy oci:dist/oci docker://$(IMAGE)"; fi

@@ -8,14 +8,16 @@
 #
 # Images are cached outside the repository (~/.cache/modelship/images, or MODELSHIP_IMAGE_CACHE), keyed
 # by a hash of their inputs: this script, the image's own files and pins, and for the operator its
-# sources and lockfile. .bin/images/NAME.tar links to the archive in use; the test harness imports
-# every archive there. What each image differs from upstream in: docs/images.md.
+# sources and lockfile. .bin/images/NAME.tar (or MODELSHIP_IMAGE_LINKS) links to the archive in use;
+# the test harness imports every archive there. What each image differs from upstream in: docs/images.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here="$root/hack/images"
 cache="${MODELSHIP_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelship/images}"
 export SOURCE_DATE_EPOCH=0
-mkdir -p "$cache" "$root/.bin/images"
+# Where the archives in use are linked: the test harness imports every archive in .bin/images.
+links="${MODELSHIP_IMAGE_LINKS:-$root/.bin/images}"
+mkdir -p "$cache" "$links"
 log() { printf '[images] %s\n' "$*" >&2; }
 
 # Debian release and mirror for every root filesystem.
@@ -61,7 +63,7 @@ build() {
     find "$cache" -maxdepth 1 -name "$image-*.tar" ! -name "$image-$key.tar" -delete
     log "$image: built in $((SECONDS - start)) s"
   fi
-  ln -sfn "$archive" "$root/.bin/images/$image.tar"
+  ln -sfn "$archive" "$links/$image.tar"
 }
 
 # --- pause: Kubernetes' own pause.c, static, as registry.k8s.io/pause is built.
@@ -153,7 +155,7 @@ images=("$@")
 for image in "${images[@]}"; do
   case "$image" in
     pause) build pause "$(key_of "$0" "$here/oci.ts" "$root/hack/k8s/go.mod")" ;;
-    operator) build operator "$(key_of "$0" "$here/oci.ts" "$root/package-lock.json" "$root/tsconfig.json" "$root/tsconfig.build.json" "$root/operator" "$root/crds")" ;;
+    operator) build operator "$(printf '%s %s' "$(key_of "$0" "$here/oci.ts" "$root/package-lock.json" "$root/tsconfig.json" "$root/tsconfig.build.json" "$root/operator" "$root/crds")" "$operator_image" | sha256sum | cut -c1-16)" ;;
     mlserver) build mlserver "$(key_of "$0" "$here/oci.ts" "$here/mlserver")" ;;
     custom-server) build custom-server "$(key_of "$0" "$here/oci.ts" "$here/custom-server")" ;;
     *) log "unknown image $image (pause operator mlserver custom-server)"; exit 2 ;;

@@ -47,7 +47,23 @@ interface ContainerStatusLike {
   name: string;
   restartCount?: number;
   state?: { waiting?: { reason?: string; message?: string }; terminated?: { reason?: string; exitCode?: number } };
-  lastState?: { terminated?: { reason?: string } };
+  lastState?: { terminated?: { reason?: string; message?: string } };
+}
+
+/**
+ * The line that says why a container last ended: its termination message, which with
+ * FallbackToLogsOnError is the tail of its log. The fetcher logs JSON, so its `message` is taken.
+ * Bounded: it goes into Events and status.
+ */
+export function exitReason(message: string | undefined): string | undefined {
+  const line = message?.split('\n').map((l) => l.trim()).filter(Boolean).pop();
+  if (!line) return undefined;
+  let text = line;
+  try {
+    const parsed = JSON.parse(line) as { message?: unknown };
+    if (typeof parsed?.message === 'string') text = parsed.message;
+  } catch { /* a plain line */ }
+  return text.length > 240 ? `${text.slice(0, 239)}…` : text;
 }
 
 /**
@@ -64,7 +80,10 @@ export function podSummary(obj: KubeObject): KubeObject {
       ...(s.state.waiting ? { waiting: { ...(s.state.waiting.reason ? { reason: s.state.waiting.reason } : {}), ...(s.state.waiting.message ? { message: s.state.waiting.message.slice(0, 512) } : {}) } } : {}),
       ...(s.state.terminated ? { terminated: { ...(s.state.terminated.reason ? { reason: s.state.terminated.reason } : {}), ...(s.state.terminated.exitCode !== undefined ? { exitCode: s.state.terminated.exitCode } : {}) } } : {}),
     } } : {}),
-    ...(s.lastState?.terminated?.reason ? { lastState: { terminated: { reason: s.lastState.terminated.reason } } } : {}),
+    ...(s.lastState?.terminated?.reason ? { lastState: { terminated: {
+      reason: s.lastState.terminated.reason,
+      ...(exitReason(s.lastState.terminated.message) ? { message: exitReason(s.lastState.terminated.message) } : {}),
+    } } } : {}),
   });
   const scheduled = pod.status?.conditions?.filter((c) => c.type === 'PodScheduled' || c.type === 'Ready');
   return {
@@ -101,7 +120,8 @@ export function podTrouble(pods: KubeObject[]): PodTrouble | undefined {
       if (waiting === 'CrashLoopBackOff' || waiting === 'ImagePullBackOff' || waiting === 'ErrImagePull' || waiting === 'CreateContainerConfigError') {
         const oom = s.lastState?.terminated?.reason === 'OOMKilled';
         const reason = oom ? 'OOMKilled' : waiting;
-        consider({ reason, message: `pod ${name} container ${s.name}: ${reason}${s.state?.waiting?.message ? `: ${s.state.waiting.message}` : ''} (restarts: ${restarts})`, restarts });
+        const exited = exitReason(s.lastState?.terminated?.message);
+        consider({ reason, message: `pod ${name} container ${s.name}: ${reason}${s.state?.waiting?.message ? `: ${s.state.waiting.message}` : ''} (restarts: ${restarts})${exited ? `; it last exited with: ${exited}` : ''}`, restarts });
       } else if (s.state?.terminated?.reason === 'OOMKilled' || s.lastState?.terminated?.reason === 'OOMKilled') {
         consider({ reason: 'OOMKilled', message: `pod ${name} container ${s.name} was OOMKilled (restarts: ${restarts})`, restarts });
       }

@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import { checkFailed, dueChecks, durationMs, judgeAgreement, judgeValue, recordResult } from '../../operator/modeldeployment/analysis/evaluate.js';
 import { renderQuery } from '../../operator/modeldeployment/analysis/prometheus.js';
 import { measureWebhook } from '../../operator/modeldeployment/analysis/webhook.js';
+import { clusterIpServiceUrl } from '../../operator/modeldeployment/analysis/run.js';
 
 test('bounds and stable comparison', (t) => {
   t.like(judgeValue(0.004, { max: 0.01 }, undefined), { phase: 'Passed' });
@@ -109,4 +110,17 @@ test('a failed request names the address and the network reason, not just "fetch
   const m = await measurePrometheus({ name: 'err', prometheus: { address: `http://127.0.0.1:${port}`, query: 'up' }, pass: { max: 1 } }, { namespace: 'n', name: 'm', revision: 'r', role: 'canary' }, undefined);
   t.is(m.phase, 'Error');
   t.is(m.message, `http://127.0.0.1:${port}: fetch failed: ECONNREFUSED`);
+});
+
+test('cluster-ip addressing: a Service is reached at its ClusterIP from the cache, by name until it has one', (t) => {
+  const services: Record<string, { spec: { clusterIP?: string } }> = {
+    'risk/fraud-canary': { spec: { clusterIP: '10.96.4.7' } },
+    'risk/fraud-stable': { spec: { clusterIP: 'None' } },
+    'risk/v6-canary': { spec: { clusterIP: 'fd00::7' } },
+  };
+  const url = clusterIpServiceUrl((ns, name) => services[`${ns}/${name}`]);
+  t.is(url('risk', 'fraud-canary', 80), 'http://10.96.4.7:80');
+  t.is(url('risk', 'v6-canary', 8080), 'http://[fd00::7]:8080');
+  t.is(url('risk', 'fraud-stable', 80), 'http://fraud-stable.risk.svc:80');
+  t.is(url('risk', 'missing', 80), 'http://missing.risk.svc:80');
 });

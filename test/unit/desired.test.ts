@@ -104,3 +104,30 @@ test('the Service selects every revision of the instance; the HPA targets the Mo
   t.like(hpa.spec.metrics[0], { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } });
   t.like(hpa.spec.metrics[1], { type: 'External', external: { target: { type: 'AverageValue', averageValue: '50' } } });
 });
+
+test('a private model store: the fetcher alone trusts the CA of model.caConfigMap', (t) => {
+  const pod = deployment(md(withSpec({ model: { uri: 'https://models.internal/iris/model.joblib', version: '1', format: 'sklearn', caConfigMap: 'store-ca' } }))).spec.template.spec;
+  const fetcher = pod.initContainers[0];
+  t.deepEqual(fetcher.env.find((e: { name: string }) => e.name === 'NODE_EXTRA_CA_CERTS'), { name: 'NODE_EXTRA_CA_CERTS', value: '/etc/modelship/model-ca/ca.crt' });
+  t.deepEqual(fetcher.volumeMounts.find((m: { name: string }) => m.name === 'model-ca'), { name: 'model-ca', mountPath: '/etc/modelship/model-ca', readOnly: true });
+  t.deepEqual(pod.volumes.find((v: { name: string }) => v.name === 'model-ca'), { name: 'model-ca', configMap: { name: 'store-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+  t.false(pod.containers[0].volumeMounts.some((m: { name: string }) => m.name === 'model-ca'), 'the server never sees it');
+  const plain = deployment(md()).spec.template.spec;
+  t.false(plain.volumes.some((v: { name: string }) => v.name === 'model-ca'));
+  t.false(plain.initContainers[0].env.some((e: { name: string }) => e.name === 'NODE_EXTRA_CA_CERTS'));
+});
+
+test('a stopping model pod drains: the kubelet sleeps before SIGTERM, well within the grace period', (t) => {
+  const pod = deployment(md()).spec.template.spec;
+  t.deepEqual(pod.containers[0].lifecycle, { preStop: { sleep: { seconds: 5 } } });
+  t.true(pod.terminationGracePeriodSeconds > 5);
+});
+
+test('MLServer writes its metrics, environments and caches under /tmp, so its root stays read-only; answers name the version', (t) => {
+  const server = deployment(md()).spec.template.spec.containers[0];
+  const env = Object.fromEntries(server.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+  t.true(server.securityContext.readOnlyRootFilesystem);
+  for (const name of ['MLSERVER_METRICS_DIR', 'MLSERVER_ENVIRONMENTS_DIR', 'HF_HOME', 'NUMBA_CACHE_DIR']) t.regex(env[name], /^\/tmp\//, name);
+  t.true(server.volumeMounts.some((m: { mountPath: string }) => m.mountPath === '/tmp'));
+  t.is(env.MLSERVER_MODEL_VERSION, md().spec.model.version);
+});

@@ -85,3 +85,18 @@ test('quantities parse like Kubernetes', (t) => {
   t.is(parseQuantity('1.5'), 1.5);
   t.true(Number.isNaN(parseQuantity('lots')));
 });
+
+test('presets follow their images\' entrypoints: TorchServe runs one command that execs the server; vLLM and TGI get a USER', (t) => {
+  const ts = resolveRuntime(spec({ runtime: { preset: 'torchserve' } }, { format: 'pytorch' }), 'm');
+  if (!ts.ok) return t.fail(ts.problems.join());
+  // dockerd-entrypoint.sh evals "$@" and then tails /dev/null: one string, ending in exec torchserve.
+  t.is(ts.runtime.args.length, 1);
+  t.regex(ts.runtime.args[0]!, /inference_address=http:\/\/0\.0\.0\.0:8080 .*metrics_mode=prometheus .*&& exec torchserve --foreground --ts-config \/tmp\/config.properties/);
+  t.false(ts.runtime.env.some((e) => e.name.startsWith('TS_')), 'TS_* variables are ignored without enable_envvars_config');
+  for (const preset of ['vllm', 'tgi'] as const) {
+    const r = resolveRuntime(spec({ runtime: { preset } }, { format: 'huggingface', uri: 'hf://org/model' }), 'chat');
+    t.true(r.ok && r.runtime.env.some((e) => e.name === 'USER'), preset);
+  }
+  const tgi = resolveRuntime(spec({ runtime: { preset: 'tgi' } }, { format: 'huggingface', uri: 'hf://org/model' }), 'chat');
+  t.true(tgi.ok && tgi.runtime.args.join(' ').includes('--hostname 0.0.0.0'));
+});

@@ -77,6 +77,24 @@ test('a pod is cached as a summary: the trouble it shows is the same, at a fract
   t.true(size(pods.map(podSummary)) * 2 < size(pods), `${size(pods.map(podSummary))} bytes kept of ${size(pods)}`);
 });
 
+test('why a container last exited comes from its termination message: the fetcher\'s last JSON log line, bounded', async (t) => {
+  const { podSummary, podTrouble, exitReason } = await import('../../operator/modeldeployment/status.js');
+  const log = '{"level":"info","message":"fetched 1 file(s)"}\n{"level":"error","message":"digest mismatch for https://store/m.joblib: expected sha256:aa, got sha256:bb"}\n';
+  const pod = { metadata: { name: 'p', namespace: 'n', uid: '1' }, status: { phase: 'Pending', initContainerStatuses: [
+    { name: 'fetch-model', restartCount: 2, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { reason: 'Error', exitCode: 1, message: log } } },
+  ] } };
+  const trouble = podTrouble([podSummary(pod)]);
+  t.like(trouble, { reason: 'CrashLoopBackOff', restarts: 2 });
+  t.regex(trouble!.message, /container fetch-model: CrashLoopBackOff .*it last exited with: digest mismatch for https:\/\/store\/m\.joblib: expected sha256:aa, got sha256:bb$/);
+  t.deepEqual(trouble, podTrouble([pod]));
+  t.is(exitReason('Traceback (most recent call last):\n  File "x"\nValueError: bad model\n'), 'ValueError: bad model');
+  const long = exitReason('x'.repeat(5000))!;
+  t.is(long.length, 240);
+  t.is(exitReason(long), long, 'bounding twice changes nothing');
+  t.is(exitReason(undefined), undefined);
+  t.is(exitReason('\n\n'), undefined);
+});
+
 test('list pages are sized to about 1 MB from the objects of the page before, between 25 and 500 objects', async (t) => {
   const { nextPageSize } = await import('../../operator/runtime/informer.js');
   // Model pods with managedFields, about 18 KB each: 55 per page, not 500 (9 MB, ~100 ms of JSON.parse).

@@ -58,6 +58,9 @@ function modelSourcing(input: DeploymentInput): ModelSourcing {
     ],
     resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } },
     securityContext: restrictedContainer(true),
+    // Why a fetch failed (a digest mismatch, a refused connection) reaches the pod status, and so the
+    // rollback reason, from the last line of the fetcher's log.
+    terminationMessagePolicy: 'FallbackToLogsOnError',
     volumeMounts: [
       { name: 'tmp', mountPath: '/tmp' },
       ...(caConfigMap ? [{ name: 'model-ca', mountPath: modelCaMountPath, readOnly: true }] : []),
@@ -125,6 +128,7 @@ export function desiredDeployment(input: DeploymentInput): KubeObject {
     // A stopping pod keeps serving while kube-proxies and gateways drop it from their endpoints, so
     // scaling a revision down fails no request in flight. The kubelet sleeps; no shell is needed.
     lifecycle: { preStop: { sleep: { seconds: drainSeconds } } },
+    terminationMessagePolicy: 'FallbackToLogsOnError',
     volumeMounts: [
       { name: 'model', mountPath: modelMountPath, readOnly: true, ...(sourcing.serverMountSubPath ? { subPath: sourcing.serverMountSubPath } : {}) },
       { name: 'tmp', mountPath: '/tmp' },
