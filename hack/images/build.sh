@@ -59,8 +59,8 @@ build() {
     if [ "$rc" != 0 ]; then rm -rf "$work"; log "$image: build failed ($rc)"; return 1; fi
     mv "$work/image.tar" "$archive"
     rm -rf "$work"
-    # Older builds of the same image are never used again.
-    find "$cache" -maxdepth 1 -name "$image-*.tar" ! -name "$image-$key.tar" -delete
+    # Older builds go, but not the last few: another checkout on this machine may still use one.
+    ls -1t "$cache/$image"-*.tar | tail -n +4 | xargs -r rm -f
     log "$image: built in $((SECONDS - start)) s"
   fi
   ln -sfn "$archive" "$links/$image.tar"

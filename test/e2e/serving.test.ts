@@ -2,6 +2,7 @@
 // verified, and every preset built here (hack/images) started under the operator's own security
 // context, answering its readiness path and a V2 inference through its Service's ClusterIP.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +46,11 @@ test('the quickstart is fetched and verified by its init container, becomes Read
     t.regex(log, new RegExp(`digest verified: ${serving.models.digests['sklearn/v1/model.joblib']}`));
   }
   t.true(serving.store.requests.filter((r) => r === 'sklearn/v1/model.joblib').length >= 2, 'each pod downloaded the model');
+  // kubectl exec reaches the kubelet: MLServer's multiprocess metrics live in /tmp, its root is read-only.
+  const kubectl = (...args: string[]) => execFileSync(join(repoRoot, '.bin/kubectl'), ['--kubeconfig', testCluster().state.kubeconfig, '-n', ns, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const pod0 = pods[0]!.metadata!.name!;
+  t.regex(kubectl('exec', pod0, '-c', 'server', '--', 'ls', '/tmp/mlserver'), /metrics/);
+  t.throws(() => kubectl('exec', pod0, '-c', 'server', '--', 'touch', '/opt/mlserver/probe'), undefined, 'the root filesystem is read-only');
 
   const ip = await clusterIp(ns, 'iris');
   t.is(md.status?.url, `http://iris.${ns}.svc:80`);

@@ -97,7 +97,7 @@ test('the quickstart serves: Deployment, Service, ready pods, Ready=True at the 
   const [server] = pod.containers;
   t.is(server.image, 'docker.io/seldonio/mlserver:1.7.1');
   t.is(server.readinessProbe.httpGet.path, '/v2/health/ready');
-  t.is(server.startupProbe.failureThreshold, 30, '300 s startup timeout / 10 s period');
+  t.is(server.startupProbe.failureThreshold, 150, '300 s startup timeout / 2 s period');
   t.deepEqual(server.securityContext.capabilities.drop, ['ALL']);
   t.is(server.securityContext.allowPrivilegeEscalation, false);
   t.is(server.resources.requests.cpu, '500m');

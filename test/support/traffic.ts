@@ -77,8 +77,14 @@ export class Traffic {
     await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))]);
   }
 
-  failures(): Answer[] {
-    return this.answers.filter((a) => a.status !== 200);
+  /** Failed requests sent at or after `from`. */
+  failures(from = 0): Answer[] {
+    return this.answers.filter((a) => a.at >= from && a.status !== 200);
+  }
+
+  /** When the first request that was answered was sent. */
+  firstAnswered(): number | undefined {
+    return this.answers.find((a) => a.status === 200)?.at;
   }
 
   /** Answers sent within [from, to), counted by the model_version that answered. */
