@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test control plane from Go modules only: kube-apiserver, kube-controller-manager,
 # kube-scheduler and kubectl (hack/k8s), etcd (hack/etcd), kwok (hack/kwok) and helm (hack/helm), and
-# a real node's kubelet and kube-proxy (node: the same hack/k8s module, so the same Kubernetes version).
+# a real node's kubelet and kube-proxy (node: the same hack/k8s module, so the same Kubernetes version)
+# and containerd 2.2 with its runc shim and ctr (hack/containerd: image volumes need containerd >= 2.1).
 #
 # Each component is its own Go module so minimal version selection never mixes their dependency
 # graphs (etcd and kwok would otherwise move Kubernetes' grpc/otel versions).
@@ -16,7 +17,7 @@
 # and Argo CD's Application CRD (for the dry run of examples/argocd-application.yaml) from the
 # github.com/argoproj/argo-cd/v3 module: nothing is compiled for either, the files are copied out.
 #
-# Usage: hack/build-bins.sh [component ...]   (components: k8s node etcd kwok helm gateway-api argo-cd; default: all)
+# Usage: hack/build-bins.sh [component ...]   (components: k8s node containerd etcd kwok helm gateway-api argo-cd; default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,7 +86,7 @@ mkdir -p "$dest"
 argocd_version=v3.5.7
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(k8s node etcd kwok helm gateway-api argo-cd)
+[ ${#components[@]} -gt 0 ] || components=(k8s node containerd etcd kwok helm gateway-api argo-cd)
 
 for c in "${components[@]}"; do
   case "$c" in
@@ -110,6 +111,15 @@ for c in "${components[@]}"; do
       # Built from the k8s module under a stamp of its own, so the control plane's cached pin still holds.
       module=k8s build_component node "$dest" kubelet kube-proxy -- \
         -ldflags "$ld" -o "$dest/" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+      ;;
+    containerd)
+      cv=$(sed -n 's#^[[:space:]]*github.com/containerd/containerd/v2 \(v[0-9.]*\).*$#\1#p' "$hack/containerd/go.mod" | head -n1)
+      # Pure Go (as containerd's own static builds); btrfs needs cgo, devmapper and zfs are not used here.
+      build_component containerd "$dest" containerd containerd-shim-runc-v2 ctr -- \
+        -tags no_btrfs,no_devmapper,no_zfs,urfave_cli_no_docs \
+        -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$cv" -o "$dest/" \
+        github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+        github.com/containerd/containerd/v2/cmd/ctr
       ;;
     etcd) overridden etcd && continue; build_component etcd "$dest" etcd -- -ldflags "-s -w" -o "$dest/etcd" . ;;
     kwok) build_component kwok "$dest" kwok -- -ldflags "-s -w" -o "$dest/kwok" sigs.k8s.io/kwok/cmd/kwok ;;
@@ -144,7 +154,7 @@ done
 
 # .bin/ links each binary to where it comes from: the override directory when it has it, else the cache.
 mkdir -p "$root/.bin"
-for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm; do
+for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy containerd containerd-shim-runc-v2 ctr kwok helm; do
   if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$n" ]; then
     ln -sfn "$KUBEBUILDER_ASSETS/$n" "$root/.bin/$n"
   elif [ -x "$dest/$n" ]; then

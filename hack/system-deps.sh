@@ -2,7 +2,8 @@
 # Installs the few Debian packages the tests and `make run` use, when they are missing:
 # openssl (test PKI), util-linux's setpriv (children die with the test supervisor), curl, and the
 # Prometheus server that rollout analysis is tested against, and Lua 5.1 for the Argo CD health script;
-# as root also containerd, runc, the CNI plugins, mmdebstrap and iptables for a real node and its images.
+# as root also runc, the CNI plugins, mmdebstrap and iptables for a real node and its images (containerd
+# itself is built from its Go module by hack/build-bins.sh).
 # Go must already be on the machine: it builds the control plane from modules.
 set -euo pipefail
 need=()
@@ -14,7 +15,6 @@ command -v lua5.1 >/dev/null || need+=(lua5.1)
 # A real node (test/cluster/real-node.ts) and its images (hack/images): only as root, which the node needs.
 # The packages' own services are not started: the node runs its containerd with a config of its own.
 if [ "$(id -u)" = 0 ]; then
-  command -v containerd >/dev/null || need+=(containerd)
   command -v runc >/dev/null || need+=(runc)
   [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
   command -v mmdebstrap >/dev/null || need+=(mmdebstrap)

@@ -49,12 +49,12 @@ export interface NodeLink {
 export function realNodeUnsupported(binDir: string): string | undefined {
   if (process.getuid?.() !== 0) return 'a real node needs root (containerd, network namespaces, cgroups)';
   const missing = [
-    ...['kubelet', 'kube-proxy'].map((b) => join(binDir, b)),
-    '/usr/bin/containerd', '/usr/bin/containerd-shim-runc-v2', '/usr/bin/ctr', '/usr/sbin/runc',
+    ...['kubelet', 'kube-proxy', 'containerd', 'containerd-shim-runc-v2', 'ctr'].map((b) => join(binDir, b)),
+    '/usr/sbin/runc',
     '/usr/bin/nsenter', '/usr/sbin/ip', '/usr/sbin/iptables',
     ...['bridge', 'host-local', 'loopback'].map((b) => join(cniBinDir, b)),
   ].filter((p) => !existsSync(p));
-  if (missing.length > 0) return `a real node needs ${missing.join(', ')} (make bins builds the kubelet; hack/system-deps.sh installs the rest)`;
+  if (missing.length > 0) return `a real node needs ${missing.join(', ')} (make bins builds the kubelet and containerd; hack/system-deps.sh installs the rest)`;
   if (!existsSync('/sys/fs/cgroup/memory') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'no cgroup filesystem at /sys/fs/cgroup';
   return undefined;
 }
@@ -255,7 +255,7 @@ export class RealNode {
     const nsenter = (binary: string, args: string[]) => ({ binary: '/usr/bin/nsenter', args: [`--net=/run/netns/${link.netns}`, '--', binary, ...args] });
 
     await this.startProcess({
-      name: 'containerd', ...nsenter('/usr/bin/containerd', ['--config', p.containerdConfig]),
+      name: 'containerd', ...nsenter(join(this.options.binDir, 'containerd'), ['--config', p.containerdConfig]),
       ready: async () => { this.ctr(['version']); return true; },
     });
     for (const image of this.options.images) this.ctr(['-n', 'k8s.io', 'images', 'import', '--no-unpack=false', image]);
@@ -288,7 +288,7 @@ export class RealNode {
   }
 
   ctr(args: string[]): string {
-    return run('/usr/bin/ctr', ['--address', this.paths.containerdSock, ...args]);
+    return run(join(this.options.binDir, 'ctr'), ['--address', this.paths.containerdSock, ...args]);
   }
 
   pids(): Record<string, number> {
@@ -341,27 +341,34 @@ export class RealNode {
     this.kubeconfig(p.proxyKubeconfig, ensureClientIdentity(pki, 'kube-proxy', '/CN=system:kube-proxy'));
     const podGateway = link.podCidr.replace(/\.0\/24$/, '.1');
 
+    // containerd 2.2 (hack/containerd), config version 3: image volumes (oci:// models) need 2.1 or newer.
     writeFileSync(p.containerdConfig, [
-      'version = 2',
+      'version = 3',
       `root = ${JSON.stringify(p.containerdRoot)}`,
       `state = ${JSON.stringify(p.containerdState)}`,
       '[grpc]',
       `  address = ${JSON.stringify(p.containerdSock)}`,
       '[ttrpc]',
       `  address = ${JSON.stringify(`${p.containerdSock}.ttrpc`)}`,
-      '[plugins."io.containerd.grpc.v1.cri"]',
-      `  sandbox_image = ${JSON.stringify(sandboxImage)}`,
+      "[plugins.'io.containerd.cri.v1.images']",
+      "  snapshotter = 'overlayfs'",
+      "  [plugins.'io.containerd.cri.v1.images'.pinned_images]",
+      `    sandbox = ${JSON.stringify(sandboxImage)}`,
+      "[plugins.'io.containerd.cri.v1.runtime']",
       // runc cannot raise oom_score_adj without CAP_SYS_RESOURCE, which these machines withhold.
       '  restrict_oom_score_adj = true',
       // Pod network namespaces under the node's own directory, not the host's /run/netns.
       '  netns_mounts_under_state_dir = true',
-      '  [plugins."io.containerd.grpc.v1.cri".containerd]',
-      '    snapshotter = "overlayfs"',
-      '    default_runtime_name = "runc"',
-      '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
-      '      runtime_type = "io.containerd.runc.v2"',
-      '  [plugins."io.containerd.grpc.v1.cri".cni]',
-      `    bin_dir = ${JSON.stringify(cniBinDir)}`,
+      "  [plugins.'io.containerd.cri.v1.runtime'.containerd]",
+      "    default_runtime_name = 'runc'",
+      "    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]",
+      "      runtime_type = 'io.containerd.runc.v2'",
+      // containerd looks for its shim on PATH before beside itself: name the one built with it.
+      `      runtime_path = ${JSON.stringify(join(this.options.binDir, 'containerd-shim-runc-v2'))}`,
+      "      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]",
+      '        SystemdCgroup = false',
+      "  [plugins.'io.containerd.cri.v1.runtime'.cni]",
+      `    bin_dirs = [${JSON.stringify(cniBinDir)}]`,
       `    conf_dir = ${JSON.stringify(p.cniConf)}`,
       '',
     ].join('\n'));

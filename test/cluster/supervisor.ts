@@ -33,7 +33,7 @@ export interface ClusterState {
   pids: Partial<Record<ComponentName, number>>;
   startedInMs: number;
   /** The real node, when the cluster has one; tests run cluster-network clients in its namespace. */
-  realNode?: { name: string; link: NodeLink; pids: Record<string, number> };
+  realNode?: { name: string; link: NodeLink; pids: Record<string, number>; containerdSocket: string };
   /** Why a requested real node is not there (`--real-node auto` on a machine that cannot run one). */
   realNodeUnavailable?: string;
 }
@@ -164,7 +164,7 @@ async function bringUp(dir: string, nodeOptions: NodeOptions): Promise<{ state: 
     state = {
       dir, kubeconfig: plane.kubeconfigPath, server: plane.server, auditLog: plane.auditLogPath, controlUrl: control.url,
       supervisorPid: process.pid, pids: plane.pids(), startedInMs: Date.now() - began,
-      ...(link && realNode ? { realNode: { name: realNodeName, link, pids: realNode.pids() } } : {}),
+      ...(link && realNode ? { realNode: { name: realNodeName, link, pids: realNode.pids(), containerdSocket: realNode.containerdSocket } } : {}),
       ...(realNodeUnavailable ? { realNodeUnavailable } : {}),
     };
     writeState();
