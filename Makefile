@@ -60,6 +60,7 @@ bench: build bins ## benchmarks on local control planes: SCENARIO=all|floor|crea
 	@node --import tsx bench/bench.ts --scenario $(SCENARIO) --n $(N)
 
 REAL_NODE ?= off
+RUN_REAL_NODE ?= auto
 
 .PHONY: cluster
 cluster: deps bins ## start a local control plane (prints the KUBECONFIG export); REAL_NODE=auto adds a real node
@@ -72,7 +73,7 @@ cluster-down: ## stop the operator started by make run, and the local control pl
 
 .PHONY: run
 run: build bins ## start the cluster (a real node where the machine allows), the operator, and the quickstart
-	@CLUSTER_DIR=$(CLUSTER_DIR) hack/run.sh
+	@CLUSTER_DIR=$(CLUSTER_DIR) REAL_NODE=$(RUN_REAL_NODE) hack/run.sh
 
 IMAGE ?= ghcr.io/modelship/modelship:0.1.0
 CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)

@@ -6,7 +6,8 @@
 # node and the quickstart's model is a real one: trained here, served over HTTPS by a local model
 # store, fetched and verified by the init container, and answering predictions through its Service.
 # Elsewhere KWOK plays the node, and one line says why.
-#   hack/run.sh        start everything (idempotent: a running operator is restarted on the new build)
+#   hack/run.sh        start everything (idempotent: a running operator is restarted on the new build);
+#                      REAL_NODE=off keeps to KWOK even where a real node could run
 #   hack/run.sh stop   stop the operator and the model store (make cluster-down stops the cluster too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,11 @@ stop_pidfile() {
 if [ "${1:-}" = stop ]; then stop_pidfile "$dir/operator.pid"; stop_pidfile "$dir/model-store.pid"; exit 0; fi
 
 real_node=auto
-why_no_node=$(node --import tsx -e "import('./test/cluster/real-node.ts').then((m) => process.stdout.write(m.realNodeUnsupported('.bin') ?? ''))")
+if [ "${REAL_NODE:-auto}" = off ]; then
+  why_no_node="REAL_NODE=off"
+else
+  why_no_node=$(node --import tsx -e "import('./test/cluster/real-node.ts').then((m) => process.stdout.write(m.realNodeUnsupported('.bin') ?? ''))")
+fi
 if [ -z "$why_no_node" ]; then
   echo "--- building the real node's images (cached after the first run)"
   if ! hack/images/build.sh; then why_no_node="the images did not build (see above)"; fi
@@ -109,30 +114,24 @@ if [ -n "$netns" ]; then
   echo "\$ $predict"
   for _ in $(seq 50); do out=$(eval "$predict" 2>/dev/null) && [ -n "$out" ] && break; sleep 0.2; done
   echo "$out"
-  cat <<MSG
-
-The model is served. Roll out version 2 (retrained) as a canary and watch it:
-  export KUBECONFIG=$KUBECONFIG PATH=$PWD/.bin:\$PATH
-  kubectl get md -o wide
-  kubectl patch md iris --type merge -p '{"spec":{"model":{"version":"2","uri":"$v2_uri","digest":"$v2_digest"}}}'
-  kubectl modelship status iris -w     # 25%, a 30 s pause, 50%, then a manual gate
-  kubectl modelship promote iris       # in another terminal, at the gate
-  kubectl modelship history iris
-Predict: $predict
-Metrics: curl -s $metrics/metrics | grep ^modelship_
-Stop:    make cluster-down
-MSG
+  served="The model is served. Roll out version 2 (retrained) as a canary and watch it:"
+  v2_model="\"version\":\"2\",\"uri\":\"$v2_uri\",\"digest\":\"$v2_digest\""
+  predict_line="Predict: $predict"
 else
-  cat <<MSG
+  served="The model is Ready (KWOK runs no server, so it answers no predictions). Roll out version 2 as a canary:"
+  v2_model='"version":"2","uri":"https://models.example.com/iris/v2/model.joblib"'
+  predict_line=""
+fi
+cat <<MSG
 
-The model is Ready (KWOK runs no server, so it answers no predictions). Roll out version 2 as a canary:
+$served
   export KUBECONFIG=$KUBECONFIG PATH=$PWD/.bin:\$PATH
   kubectl get md -o wide
-  kubectl patch md iris --type merge -p '{"spec":{"model":{"version":"2","uri":"https://models.example.com/iris/v2/model.joblib"}}}'
+  kubectl patch md iris --type merge -p '{"spec":{"model":{$v2_model}}}'
   kubectl modelship status iris -w     # 25%, a 30 s pause, 50%, then a manual gate
   kubectl modelship promote iris       # in another terminal, at the gate
   kubectl modelship history iris
-Metrics: curl -s $metrics/metrics | grep ^modelship_
+${predict_line:+$predict_line
+}Metrics: curl -s $metrics/metrics | grep ^modelship_
 Stop:    make cluster-down
 MSG
-fi
