@@ -4,11 +4,11 @@
 # Each image carries exactly the name the operator or a preset uses, so pods run it unchanged with
 # imagePullPolicy IfNotPresent once the archive is imported into the node's containerd.
 #
-#   hack/images/build.sh [IMAGE ...]   IMAGE: pause operator mlserver custom-server (default: all)
+#   hack/images/build.sh [IMAGE ...]   IMAGE: pause operator mlserver torchserve custom-server (default: all)
 #
 # Images are cached outside the repository (~/.cache/modelship/images, or MODELSHIP_IMAGE_CACHE), keyed
-# by a hash of their inputs: this script, the image's own files and pins, and for the operator its
-# sources and lockfile. .bin/images/NAME.tar (or MODELSHIP_IMAGE_LINKS) links to the archive in use;
+# by a hash of their inputs: the image's recipe in this script, its own files and pins, and for the
+# operator its sources and lockfile. .bin/images/NAME.tar (or MODELSHIP_IMAGE_LINKS) links to the archive in use;
 # the test harness imports every archive there. What each image differs from upstream in: docs/images.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -18,11 +18,17 @@ export SOURCE_DATE_EPOCH=0
 # Where the archives in use are linked: the test harness imports every archive in .bin/images.
 links="${MODELSHIP_IMAGE_LINKS:-$root/.bin/images}"
 mkdir -p "$cache" "$links"
+# Work directories of builds that were killed (an hour is far longer than any build).
+find "$cache" -maxdepth 1 -name '.work-*' -mmin +60 -exec rm -rf {} +
 log() { printf '[images] %s\n' "$*" >&2; }
 
 # Debian release and mirror for every root filesystem.
 suite=bookworm
 mirror=${MODELSHIP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+# The recipe of an image: its build function and the helpers it uses, as bash prints them, so an edit
+# elsewhere in this script rebuilds nothing.
+recipe() { declare -f "$@"; echo "$suite $mirror"; }
 
 key_of() { # files and directories whose content makes the image
   { for f in "$@"; do
@@ -138,6 +144,25 @@ build_mlserver() {
   mv "$work/oci.tar" "$work/image.tar"
 }
 
+# --- torchserve: TorchServe 0.12.0's Dockerfile (user model-server, uid 1000; WORKDIR
+# /home/model-server; its ENV, entrypoint script, config.properties, ENTRYPOINT and CMD) on Debian 12
+# with Python 3.11 and Debian's CPU torch 1.13.1 instead of Ubuntu 20.04, Python 3.9 and torch 2.4.0+cpu.
+build_torchserve() {
+  local work=$1 m="$here/torchserve"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$work/wheels" -r "$m/requirements.txt"
+  mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python3-torch,python3-torchvision,python3-torchaudio,openjdk-17-jre-headless,ca-certificates \
+    --customize-hook="mkdir -p \"\$1/opt/build\" && cp -r '$work/wheels' '$m/requirements.txt' \"\$1/opt/build/\"" \
+    --customize-hook='chroot "$1" python3 -m venv --system-site-packages /home/venv' \
+    --customize-hook='chroot "$1" env -i PATH=/usr/bin:/bin /home/venv/bin/pip install --quiet --no-deps --no-cache-dir --disable-pip-version-check --no-index --find-links /opt/build/wheels -r /opt/build/requirements.txt && chroot "$1" /home/venv/bin/pip check' \
+    --customize-hook='chroot "$1" useradd -m model-server && mkdir -p "$1/home/model-server/tmp" "$1/home/model-server/model-store" "$1/mnt/models"' \
+    --customize-hook="cp '$m/dockerd-entrypoint.sh' \"\$1/usr/local/bin/\" && cp '$m/config.properties' \"\$1/home/model-server/\"" \
+    --customize-hook='chown -R 1000 "$1/home/venv" "$1/home/model-server"' \
+    --customize-hook='rm -rf "$1"/opt/build "$1"/tmp/* "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/usr/share/doc "$1"/usr/share/man' \
+    "$suite" "$work/rootfs.tar" "$mirror"
+  pack docker.io/pytorch/torchserve:0.12.0-cpu "$m/config.json" "$work/oci" "$work/rootfs.tar"
+  mv "$work/oci.tar" "$work/image.tar"
+}
+
 # --- custom-server: a small V2 server in Python's standard library for the `custom` runtime.
 build_custom_server() {
   local work=$1 c="$here/custom-server"
@@ -151,13 +176,14 @@ build_custom_server() {
 }
 
 images=("$@")
-[ ${#images[@]} -gt 0 ] || images=(pause operator mlserver custom-server)
+[ ${#images[@]} -gt 0 ] || images=(pause operator mlserver torchserve custom-server)
 for image in "${images[@]}"; do
   case "$image" in
-    pause) build pause "$(key_of "$0" "$here/oci.ts" "$root/hack/k8s/go.mod")" ;;
-    operator) build operator "$(printf '%s %s' "$(key_of "$0" "$here/oci.ts" "$root/package-lock.json" "$root/tsconfig.json" "$root/tsconfig.build.json" "$root/operator" "$root/crds")" "$operator_image" | sha256sum | cut -c1-16)" ;;
-    mlserver) build mlserver "$(key_of "$0" "$here/oci.ts" "$here/mlserver")" ;;
-    custom-server) build custom-server "$(key_of "$0" "$here/oci.ts" "$here/custom-server")" ;;
-    *) log "unknown image $image (pause operator mlserver custom-server)"; exit 2 ;;
+    pause) build pause "$(key_of "$here/oci.ts" "$root/hack/k8s/go.mod" <(recipe build_pause pack tar_dir k8s_module_dir))" ;;
+    operator) build operator "$(printf '%s %s' "$(key_of "$here/oci.ts" "$root/package-lock.json" "$root/tsconfig.json" "$root/tsconfig.build.json" "$root/operator" "$root/crds" <(recipe build_operator distroless_base pack tar_dir))" "$operator_image" | sha256sum | cut -c1-16)" ;;
+    mlserver) build mlserver "$(key_of "$here/oci.ts" "$here/mlserver" <(recipe build_mlserver pack))" ;;
+    torchserve) build torchserve "$(key_of "$here/oci.ts" "$here/torchserve" <(recipe build_torchserve pack))" ;;
+    custom-server) build custom-server "$(key_of "$here/oci.ts" "$here/custom-server" <(recipe build_custom_server pack))" ;;
+    *) log "unknown image $image (pause operator mlserver torchserve custom-server)"; exit 2 ;;
   esac
 done

@@ -103,18 +103,23 @@ export const presets: Record<PresetName, Preset> = {
     sharedMemory: true,
   },
   // TorchServe 0.12.0-cpu (docker/Dockerfile, dockerd-entrypoint.sh): for any first argument but `serve`
-  // the entrypoint runs `eval "$@"` and then `tail -f /dev/null`, so the command is one string that execs
-  // torchserve (a server that exits then ends the container). TS_* variables are ignored unless enable_envvars_config=true, and
-  // /metrics is empty unless metrics_mode=prometheus, so the config is written to /tmp at start; the
-  // management API stays on loopback. User model-server is uid 1000. Not built here (PyPI has no
-  // CPU-only torch): checked against its Dockerfile and entrypoint, not run.
+  // the entrypoint runs `eval "$@"` and then `tail -f /dev/null`, so the command is one string that runs
+  // torchserve and ends with it (a server that exits then ends the container). TS_* variables are
+  // ignored unless enable_envvars_config=true, and /metrics is empty unless metrics_mode=prometheus, so
+  // the config is written to /tmp at start; the management API stays on loopback. The torchserve
+  // wrapper ignores SIGTERM, so the shell traps it and stops the server with `torchserve --stop`. Every
+  // write goes to TEMP and LOG_LOCATION under /tmp, so the root stays read-only. User model-server is
+  // uid 1000. /ping answers Healthy before the first model has loaded, so a pod can be ready while its
+  // model is still loading. Proven on a real node (test/e2e/serving.test.ts) with an image built from
+  // Debian's CPU torch (docs/images.md).
   torchserve: {
     image: 'docker.io/pytorch/torchserve:0.12.0-cpu',
     formats: ['pytorch'],
     args: ({ port }) => [[
       `printf '%s\\n' inference_address=http://0.0.0.0:${port} management_address=http://127.0.0.1:8081`,
-      'metrics_address=http://0.0.0.0:8082 metrics_mode=prometheus default_workers_per_model=1 > /tmp/config.properties',
-      `&& exec torchserve --foreground --ts-config /tmp/config.properties --model-store ${modelMountPath} --models all --ncs --disable-token-auth`,
+      'metrics_address=http://0.0.0.0:8082 metrics_mode=prometheus default_workers_per_model=1 > /tmp/config.properties;',
+      "trap 'torchserve --stop; exit 143' TERM;",
+      `torchserve --foreground --ts-config /tmp/config.properties --model-store ${modelMountPath} --models all --ncs --disable-token-auth & wait $!; exit $?`,
     ].join(' ')],
     env: () => [{ name: 'TEMP', value: '/tmp' }, { name: 'LOG_LOCATION', value: '/tmp/logs' }, { name: 'METRICS_LOCATION', value: '/tmp/logs' }],
     port: 8080,
@@ -123,7 +128,7 @@ export const presets: Record<PresetName, Preset> = {
     metricsPath: '/metrics',
     metricsPort: 8082,
     startupTimeoutSeconds: 600,
-    readOnlyRootFilesystem: false,
+    readOnlyRootFilesystem: true,
     sharedMemory: false,
   },
   // TGI 3.3.6 (Dockerfile, tgi-entrypoint.sh): ENTRYPOINT execs text-generation-launcher with the args;

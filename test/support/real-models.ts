@@ -23,14 +23,19 @@ export interface TrainedModels {
   v1_v2_agreement: number;
 }
 
-/** A Python with scikit-learn, XGBoost and LightGBM at MLServer's pins, in a venv cached by those pins. */
+/**
+ * A Python with scikit-learn, XGBoost and LightGBM at MLServer's pins, and TorchServe's model archiver
+ * (pure Python, no torch), in a venv cached by those pins.
+ */
+const trainingPackages = ['scikit-learn', 'xgboost', 'lightgbm', 'joblib', 'numpy', 'scipy', 'torch-model-archiver==0.12.0', 'enum-compat==0.0.3'];
+
 export function trainingPython(): string {
-  const key = createHash('sha256').update(readFileSync(constraints)).digest('hex').slice(0, 12);
+  const key = createHash('sha256').update(readFileSync(constraints)).update(trainingPackages.join(' ')).digest('hex').slice(0, 12);
   const cache = process.env.MODELSHIP_TRAIN_VENV ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'modelship', `train-venv-${key}`);
   const python = join(cache, 'bin', 'python');
   if (!existsSync(join(cache, '.complete'))) {
     execFileSync('python3', ['-m', 'venv', '--clear', cache], { stdio: 'inherit' });
-    execFileSync(python, ['-m', 'pip', 'install', '--quiet', '--only-binary=:all:', '-c', constraints, 'scikit-learn', 'xgboost', 'lightgbm', 'joblib', 'numpy', 'scipy'], { stdio: 'inherit' });
+    execFileSync(python, ['-m', 'pip', 'install', '--quiet', '--only-binary=:all:', '-c', constraints, ...trainingPackages], { stdio: 'inherit' });
     execFileSync('touch', [join(cache, '.complete')]);
   }
   return python;

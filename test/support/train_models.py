@@ -11,13 +11,16 @@ Every model is trained on iris, here and now, with the library versions MLServer
     xgboost/model.json          XGBClassifier (save_model keeps the class labels)
     lightgbm/model.bst          LightGBM Booster (text format)
     custom/model.json           v1's coefficients for the custom server (hack/images/custom-server)
+    torchserve/iris.mar         v1's coefficients in a TorchServe archive with torchserve_handler.py
 
 The JSON printed on stdout maps each path to its sha256 digest, plus golden inputs and v1's answers.
 """
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 import joblib
 import lightgbm
@@ -39,6 +42,19 @@ def save(out, rel, write):
     return rel, digest(path)
 
 
+def torchserve_archive(model, path):
+    """iris.mar: the weights as the serialized file, packed by torch-model-archiver from this venv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = os.path.join(tmp, "iris.json")
+        with open(weights, "w", encoding="utf-8") as f:
+            json.dump({"weight": model.coef_.tolist(), "bias": model.intercept_.tolist(),
+                       "classes": ["setosa", "versicolor", "virginica"]}, f)
+        archiver = os.path.join(os.path.dirname(sys.executable), "torch-model-archiver")
+        subprocess.run([archiver, "--model-name", "iris", "--version", "1.0", "--serialized-file", weights,
+                        "--handler", os.path.join(os.path.dirname(os.path.abspath(__file__)), "torchserve_handler.py"),
+                        "--export-path", os.path.dirname(path), "--force"], check=True)
+
+
 def main():
     out = sys.argv[1]
     x, y = load_iris(return_X_y=True)
@@ -57,6 +73,7 @@ def main():
         save(out, "custom/model.json", lambda p: json.dump({
             "coef": v1.coef_.tolist(), "intercept": v1.intercept_.tolist(), "classes": v1.classes_.tolist(),
         }, open(p, "w", encoding="utf-8"))),
+        save(out, "torchserve/iris.mar", lambda p: torchserve_archive(v1, p)),
     ])
     # One row of each species, and one near the versicolor/virginica border.
     golden = x[[0, 50, 100, 70]]

@@ -91,7 +91,8 @@ test('presets follow their images\' entrypoints: TorchServe runs one command tha
   if (!ts.ok) return t.fail(ts.problems.join());
   // dockerd-entrypoint.sh evals "$@" and then tails /dev/null: one string, ending in exec torchserve.
   t.is(ts.runtime.args.length, 1);
-  t.regex(ts.runtime.args[0]!, /inference_address=http:\/\/0\.0\.0\.0:8080 .*metrics_mode=prometheus .*&& exec torchserve --foreground --ts-config \/tmp\/config.properties/);
+  t.regex(ts.runtime.args[0]!, /inference_address=http:\/\/0\.0\.0\.0:8080 .*metrics_mode=prometheus .*trap 'torchserve --stop; exit 143' TERM; torchserve --foreground --ts-config \/tmp\/config.properties .*& wait \$!; exit \$\?$/);
+  t.true(ts.runtime.readOnlyRootFilesystem, 'TorchServe writes only under TEMP and LOG_LOCATION in /tmp');
   t.false(ts.runtime.env.some((e) => e.name.startsWith('TS_')), 'TS_* variables are ignored without enable_envvars_config');
   for (const preset of ['vllm', 'tgi'] as const) {
     const r = resolveRuntime(spec({ runtime: { preset } }, { format: 'huggingface', uri: 'hf://org/model' }), 'chat');
