@@ -21,6 +21,8 @@ if [ "$(id -u)" = 0 ]; then
   command -v iptables >/dev/null || need+=(iptables)
   command -v ip >/dev/null || need+=(iproute2)
   command -v nsenter >/dev/null || need+=(util-linux)
+  # The pause image is Kubernetes' pause.c, linked statically.
+  { command -v gcc >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/libc.a ]; } || need+=(gcc libc6-dev)
 fi
 if ! command -v go >/dev/null; then
   echo "Go is required to build the test control plane (https://go.dev/doc/install)" >&2
