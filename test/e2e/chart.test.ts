@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 import { realNodeName } from '../cluster/real-node.js';
 import {
-  clusterIp, createMd, getMd, onRealNode, operatorImage, patchMdSpec, postInNode, smallResources, startModelStore, trustModelStore,
+  clusterIp, createMd, getMd, onRealNode, operatorImage, patchMdSpec, postInNode, smallResources, startModelStore, storedModel, trustModelStore,
   v2Request, waitReady,
 } from '../support/real-node-serving.js';
 import type { ModelStore, TrainedModels } from '../support/real-models.js';
@@ -63,7 +63,7 @@ test('the chart runs the operator as a pod from its image on the real node; it s
 
   const ns = await namespaces.create('e2e-chart');
   await trustModelStore(ns, store);
-  const model = (path: string, version: string) => ({ uri: store.url(path), digest: models.digests[path], caConfigMap: 'model-store-ca', version, format: 'sklearn' });
+  const model = (path: string, version: string) => storedModel(store, models, path, version);
   await createMd(ns, 'iris', {
     model: model('sklearn/v1/model.joblib', '1'), replicas: 1, resources: smallResources, scheduling: onRealNode,
     rollout: {

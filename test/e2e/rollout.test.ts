@@ -5,10 +5,11 @@
 // with stable serving throughout. Not one request may fail.
 import test, { type ExecutionContext } from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ModelDeploymentSpec, RolloutSpec } from '../../operator/api/generated.js';
 import { TestNamespaces, waitFor } from '../cluster/cluster.js';
 import { Traffic } from '../support/traffic.js';
 import {
-  clusterIp, condition, createMd, customServerImage, getMd, onRealNode, patchMdSpec, smallResources, startServing, trustModelStore,
+  clusterIp, condition, createMd, customServerImage, getMd, onRealNode, patchMdSpec, smallResources, startServing, storedModel, trustModelStore,
   v2Request, waitReady, type Md, type Serving,
 } from '../support/real-node-serving.js';
 
@@ -34,11 +35,9 @@ const predictionSchema = {
   },
 };
 
-const model = (path: string, version: string, digest = serving.models.digests[path]) => ({
-  uri: serving.store.url(path), digest, caConfigMap: 'model-store-ca', version, format: 'sklearn',
-});
+const model = (path: string, version: string, digest?: string) => storedModel(serving.store, serving.models, path, version, 'sklearn', digest);
 
-function rolloutSpec(steps: unknown[]): Record<string, unknown> {
+function rolloutSpec(steps: RolloutSpec['steps']): RolloutSpec {
   return {
     steps,
     analysis: {
@@ -130,7 +129,7 @@ test.serial('a retrained model is promoted by the real analysis; the canary\'s s
 });
 
 /** Applies a bad revision and waits for it to be rejected; stable (v2) serves throughout. */
-async function rejected(version: string, spec: Record<string, unknown>): Promise<Md> {
+async function rejected(version: string, spec: Partial<ModelDeploymentSpec>): Promise<Md> {
   await patchMdSpec(ns, 'iris', spec);
   const { md } = await followRollout((m) => m.status?.rejectedRevision?.modelVersion === version && !m.status?.canaryRevision, 240_000);
   return md;

@@ -9,10 +9,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
+import type { ModelDeploymentSpec, ModelSource } from '../../operator/api/generated.js';
 import { testCluster, TestNamespaces, waitFor } from '../cluster/cluster.js';
 import { realNodeName } from '../cluster/real-node.js';
 import {
-  clusterIp, createMd, customServerImage, getInNode, onRealNode, postInNode, smallResources, startServing, trustModelStore,
+  clusterIp, createMd, customServerImage, getInNode, onRealNode, postInNode, smallResources, startServing, storedModel, trustModelStore,
   v2Request, waitReady, type Serving,
 } from '../support/real-node-serving.js';
 
@@ -31,8 +32,8 @@ test.serial('the quickstart is fetched and verified by its init container, becom
   t.timeout(300_000);
   const ns = await namespaces.create('e2e-quickstart');
   await trustModelStore(ns, serving.store);
-  const quickstart = yaml.load(readFileSync(join(repoRoot, 'examples/quickstart.yaml'), 'utf8')) as { metadata: { name: string }; spec: Record<string, any> };
-  const model = { ...quickstart.spec.model, uri: serving.store.url('sklearn/v1/model.joblib'), digest: serving.models.digests['sklearn/v1/model.joblib'], caConfigMap: 'model-store-ca' };
+  const quickstart = yaml.load(readFileSync(join(repoRoot, 'examples/quickstart.yaml'), 'utf8')) as { metadata: { name: string }; spec: ModelDeploymentSpec };
+  const model = { ...quickstart.spec.model, ...storedModel(serving.store, serving.models, 'sklearn/v1/model.joblib', quickstart.spec.model.version) };
   const applied = Date.now();
   await createMd(ns, 'iris', { ...quickstart.spec, model, resources: smallResources, scheduling: onRealNode });
   const md = await waitReady(ns, 'iris');
@@ -70,7 +71,7 @@ test.serial('the quickstart is fetched and verified by its init container, becom
 
 interface PresetCase {
   name: string;
-  spec: Record<string, unknown>;
+  spec: Partial<ModelDeploymentSpec>;
   expected: number[];
   readOnlyRoot: boolean;
   /** The inference request and where the predicted classes are in its answer. */
@@ -91,7 +92,7 @@ test('every preset built here starts under the restricted security context, answ
   await trustModelStore(ns, serving.store);
   const { models } = serving;
   const rows = models.golden.length;
-  const model = (path: string, format: string) => ({ uri: serving.store.url(path), digest: models.digests[path], caConfigMap: 'model-store-ca', version: '1', format });
+  const model = (path: string, format: ModelSource['format']) => storedModel(serving.store, models, path, '1', format);
   const v2 = (name: string) => ({ path: `/v2/models/${name}/infer`, body: v2Request(models.golden), classes: v2Classes(rows) });
   const cases: PresetCase[] = [
     { name: 'mlserver-sklearn', spec: { model: model('sklearn/v1/model.joblib', 'sklearn') }, expected: models.expected.v1, readOnlyRoot: true, infer: v2('mlserver-sklearn') },

@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import test from 'ava';
 import type { ModelDeployment, MonitoringSpec } from '../../operator/api/generated.js';
+import { Informer } from '../../operator/runtime/informer.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, waitFor } from '../cluster/cluster.js';
@@ -219,21 +220,24 @@ test('onFailure Rollback returns traffic to the previous promoted revision only 
     return old ? undefined : m;
   }, 90_000, 500);
   const v2 = promoted.status!.stableRevision!.hash;
+  // The restoring state can last less than a poll: every status the apiserver serves is watched.
+  let sawRestoring = false;
+  const watcher = new Informer<Md>(client, Resources.ModelDeployment, { onUpsert: (m) => { if (m.status?.rollout?.restoring) sawRestoring = true; } }, { namespace: ns });
+  await watcher.start();
+  t.teardown(() => watcher.stop());
   feeders.push(setInterval(() => prometheus.metrics.inc('model_errors_total', { namespace: ns, revision: v2 }, 1), 250));
 
   // Until v1 has ready pods, the Service selects v2 alone; when it selects v1 pods, some are ready.
-  let sawRestoring = false;
   const restored = await waitFor('v1 restored', async () => {
     const [m, svc, d1] = await Promise.all([
       get(ns, 'm'), client.get<Obj>(Resources.Service, ns, 'm'),
       client.get<Obj>(Resources.Deployment, ns, `m-${v1}`).catch(() => undefined),
     ]);
-    if (m.status?.rollout?.restoring) sawRestoring = true;
     const pinned = svc.spec.selector['modelship.io/revision'];
     if (pinned !== v2) t.true((d1?.status?.readyReplicas ?? 0) > 0, `the Service reaches v1 (selector ${JSON.stringify(svc.spec.selector)}) only with ready v1 pods`);
     return m.status?.stableRevision?.hash === v1 && pinned === v1 ? m : undefined;
   }, 90_000, 200);
-  t.true(sawRestoring);
+  t.true(sawRestoring, 'the rollback went through the restoring state');
   t.like(restored.status?.rejectedRevision, { hash: v2, modelVersion: '2' });
   t.regex(restored.status?.rejectedRevision?.reason ?? '', /^monitoring: errors: /);
   t.like(restored.status?.history?.[0], { revision: v1, outcome: 'Promoted', reason: `restored: revision ${v2} failed monitoring` });

@@ -2,10 +2,12 @@
 // pods trust through a CA ConfigMap, the operator running where ClusterIPs answer, and ModelDeployments
 // that land on the real node.
 import { join } from 'node:path';
-import { CustomObjectsApi } from '@kubernetes/client-node';
+import type { ModelDeployment, ModelDeploymentSpec, ModelSource, ResourceRequirements, SchedulingSpec } from '../../operator/api/generated.js';
+import { Resources } from '../../operator/runtime/resources.js';
 import { testCluster, waitFor } from '../cluster/cluster.js';
 import { realNodeLabel, realNodeTaint, type NodeLink } from '../cluster/real-node.js';
-import { installCrd } from './crd.js';
+import { modelDeployment, withSpec } from './builders.js';
+import { adminClient, installCrd } from './crd.js';
 import { OperatorProcess } from './operator-process.js';
 import { ModelStore, trainModels, type TrainedModels } from './real-models.js';
 
@@ -57,34 +59,37 @@ export async function trustModelStore(namespace: string, store: ModelStore): Pro
 }
 
 /** Scheduling that puts a model on the real node (tainted so that KWOK-only tests never land there). */
-export const onRealNode = {
+export const onRealNode: SchedulingSpec = {
   nodeSelector: { [realNodeLabel.key]: realNodeLabel.value },
   tolerations: [{ key: realNodeTaint.key, operator: 'Exists', effect: realNodeTaint.effect }],
 };
 
 /** Small requests: two cores serve every model pod of a test at once. */
-export const smallResources = { requests: { cpu: '50m', memory: '200Mi' }, limits: { memory: '1Gi' } };
+export const smallResources: ResourceRequirements = { requests: { cpu: '50m', memory: '200Mi' }, limits: { memory: '1Gi' } };
+
+/** A trained model as the store serves it, with its digest and the CA ConfigMap `trustModelStore` made. */
+export function storedModel(store: ModelStore, models: TrainedModels, path: string, version: string, format: ModelSource['format'] = 'sklearn', digest = models.digests[path]): ModelSource {
+  return { uri: store.url(path), ...(digest ? { digest } : {}), caConfigMap: 'model-store-ca', version, format };
+}
 
 export function v2Request(rows: number[][]): unknown {
   return { inputs: [{ name: 'input-0', shape: [rows.length, rows[0]!.length], datatype: 'FP64', data: rows }] };
 }
 
-const api = () => testCluster().kc.makeApiClient(CustomObjectsApi);
-const mdRef = (namespace: string, name: string) => ({ group: 'modelship.io', version: 'v1alpha1', namespace, plural: 'modeldeployments', name });
+const client = adminClient();
 
-export type Md = { metadata: { name: string; generation?: number; annotations?: Record<string, string> }; spec: Record<string, unknown>; status?: Record<string, any> };
+export type Md = ModelDeployment & { status?: Record<string, any> };
 
-export async function createMd(namespace: string, name: string, spec: Record<string, unknown>): Promise<void> {
-  await api().createNamespacedCustomObject({ ...mdRef(namespace, name), body: { apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment', metadata: { name }, spec } });
+/** A ModelDeployment from the test builders: a name, a namespace and the spec a test gives. */
+export async function createMd(namespace: string, name: string, spec: Partial<ModelDeploymentSpec>): Promise<void> {
+  await client.create(Resources.ModelDeployment, modelDeployment(name, namespace, withSpec(spec)));
 }
 
-export async function getMd(namespace: string, name: string): Promise<Md> {
-  return await api().getNamespacedCustomObject(mdRef(namespace, name)) as Md;
-}
+export const getMd = (namespace: string, name: string) => client.get<Md>(Resources.ModelDeployment, namespace, name);
 
-export async function patchMdSpec(namespace: string, name: string, spec: Record<string, unknown>): Promise<void> {
-  const current = await getMd(namespace, name);
-  await api().replaceNamespacedCustomObject({ ...mdRef(namespace, name), body: { ...current, spec: { ...current.spec, ...spec } } });
+/** Changes spec fields as `kubectl patch --type merge` does. */
+export async function patchMdSpec(namespace: string, name: string, spec: Partial<ModelDeploymentSpec>): Promise<void> {
+  await client.mergePatch(Resources.ModelDeployment, namespace, name, { spec });
 }
 
 export const condition = (md: Md, type: string) => (md.status?.conditions as { type: string; status: string; reason?: string; message?: string }[] | undefined)?.find((c) => c.type === type);
@@ -92,7 +97,7 @@ export const condition = (md: Md, type: string) => (md.status?.conditions as { t
 export async function waitReady(namespace: string, name: string, timeoutMs = 180_000): Promise<Md> {
   return waitFor(`${namespace}/${name} Ready`, async () => {
     const md = await getMd(namespace, name);
-    return condition(md, 'Ready')?.status === 'True' && md.status?.observedGeneration === md.metadata.generation ? md : undefined;
+    return condition(md, 'Ready')?.status === 'True' && md.status?.observedGeneration === md.metadata?.generation ? md : undefined;
   }, timeoutMs, 250);
 }
 
