@@ -1,5 +1,5 @@
-// A real worker node beside the KWOK nodes: containerd, a kubelet and kube-proxy that run real
-// containers. The node lives in a network namespace of its own, joined to the host by one veth pair,
+// A real worker node beside the KWOK nodes: containerd 2.2 (hack/containerd), a kubelet and kube-proxy
+// (hack/k8s) that run real containers, with Debian's runc and CNI plugins. The node lives in a network namespace of its own, joined to the host by one veth pair,
 // so the host's routes, firewall and sysctls are left as they were:
 //
 //   host                               node namespace (ms-node-N)
@@ -212,7 +212,6 @@ export interface RealNodeOptions {
   /** Taint the node so that only pods that ask for it land there (tests beside KWOK nodes). */
   tainted: boolean;
 }
-
 
 export class RealNode {
   readonly cgroupRoot: string;
