@@ -1,6 +1,7 @@
 // A real worker node beside the KWOK nodes: containerd 2.2 (hack/containerd), a kubelet and kube-proxy
-// (hack/k8s) that run real containers, with Debian's runc and CNI plugins. The node lives in a network namespace of its own, joined to the host by one veth pair,
-// so the host's routes, firewall and sysctls are left as they were:
+// (hack/k8s) that run real containers, with Debian's runc and CNI plugins. The node lives in a network
+// namespace of its own, joined to the host by one veth pair, so the host's routes, firewall and sysctls
+// are left as they were:
 //
 //   host                               node namespace (ms-node-N)
 //   ms-hN 10.213.N.1/24  <-- veth -->  ms-nN 10.213.N.2/24   kubelet, kube-proxy, containerd
