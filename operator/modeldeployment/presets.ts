@@ -39,7 +39,7 @@ export const presets: Record<PresetName, Preset> = {
   // `mlserver start $MLSERVER_MODELS_DIR`; settings come from MLSERVER_* variables (mlserver/settings.py).
   // At start it creates .metrics (the Prometheus multiprocess directory) and .envs in its working
   // directory, and its image points HF_HOME and NUMBA_CACHE_DIR into it: all of them move to /tmp so
-  // the root filesystem can stay read-only. Proven on a real node (test/e2e/presets.test.ts).
+  // the root filesystem can stay read-only. Proven on a real node (test/e2e/serving.test.ts).
   mlserver: {
     image: 'docker.io/seldonio/mlserver:1.7.1',
     formats: ['sklearn', 'xgboost', 'lightgbm'],

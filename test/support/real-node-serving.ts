@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { ModelDeployment, ModelDeploymentSpec, ModelSource, ResourceRequirements, SchedulingSpec } from '../../operator/api/generated.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { testCluster, waitFor } from '../cluster/cluster.js';
-import { realNodeLabel, realNodeTaint, type NodeLink } from '../cluster/real-node.js';
+import { inNodeNetwork, realNodeLabel, realNodeTaint, type NodeLink } from '../cluster/real-node.js';
 import { modelDeployment, withSpec } from './builders.js';
 import { adminClient, installCrd } from './crd.js';
 import { OperatorProcess } from './operator-process.js';
@@ -108,9 +108,8 @@ export async function clusterIp(namespace: string, service: string): Promise<str
 
 /** A POST to a URL from inside the node's network namespace, answered as JSON. */
 export async function postInNode(link: NodeLink, url: string, body: unknown): Promise<{ status: number; json: any }> {
-  const { execFileSync } = await import('node:child_process');
-  const out = execFileSync('/usr/bin/nsenter', [`--net=/run/netns/${link.netns}`, '--', 'curl', '-sS', '--max-time', '10', '-o', '-', '-w', '\n%{http_code}',
-    '-H', 'content-type: application/json', '--data-binary', JSON.stringify(body), url], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = inNodeNetwork(link, 'curl', ['-sS', '--max-time', '10', '-o', '-', '-w', '\n%{http_code}',
+    '-H', 'content-type: application/json', '--data-binary', JSON.stringify(body), url]);
   const lines = out.trimEnd().split('\n');
   const status = Number(lines.pop());
   const text = lines.join('\n');
@@ -121,6 +120,5 @@ export async function postInNode(link: NodeLink, url: string, body: unknown): Pr
 
 /** GET from inside the node's network namespace; resolves with the status code. */
 export async function getInNode(link: NodeLink, url: string): Promise<number> {
-  const { execFileSync } = await import('node:child_process');
-  return Number(execFileSync('/usr/bin/nsenter', [`--net=/run/netns/${link.netns}`, '--', 'curl', '-s', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', url], { encoding: 'utf8' }));
+  return Number(inNodeNetwork(link, 'curl', ['-s', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', url]));
 }
