@@ -385,6 +385,14 @@ export interface RolloutStatus {
 export interface OperationRecord {
   kind?: string;
   revision?: string;
+  /**
+   * The number the operator bound the request to (`;op=<id>` on the annotation). Requests numbered at or below it were acted on, so a request that survives a crash is never acted on twice.
+   */
+  id?: number;
+  /**
+   * The rollout step (0-based) the request was bound to; a promote releases only that step.
+   */
+  step?: number;
   at?: string;
   result?: string;
 }

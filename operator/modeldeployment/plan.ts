@@ -10,12 +10,14 @@ import type { KubeObject } from '../runtime/kube.js';
 import { checkFailed, durationMs } from './analysis/evaluate.js';
 import { desiredDeployment, progressDeadlineSeconds } from './desired/deployment.js';
 import { desiredHpa, usesExternalMetrics } from './desired/hpa.js';
-import { desiredHttpRoute } from './desired/httproute.js';
+import { desiredHttpRoute, routeCanaryWeight, type RouteState } from './desired/httproute.js';
 import { desiredRevisionService, desiredService, serviceUrl } from './desired/service.js';
 import { instanceLabel, revisionLabel } from './labels.js';
 import { resolveRuntime, type ResolvedRuntime } from './resolve.js';
-import { replicaRatioWeight, splitReplicas } from './rollout/capacity.js';
-import type { Operation } from './rollout/operations.js';
+import { splitReplicas } from './rollout/capacity.js';
+import { guardTraffic } from './rollout/guard.js';
+import { bindOperations, type Operation } from './rollout/operations.js';
+import { specOfRevision } from './rollout/revisions.js';
 import { describeStep, mirrorAt, weightAt } from './rollout/steps.js';
 import { decideMonitoring, type MonitoringInput } from './monitoring/decide.js';
 import { observeDeployment, podTrouble, setCondition, type DeploymentObservation, type PodTrouble } from './status.js';
@@ -25,6 +27,16 @@ export interface Observations {
   deployments: Map<string, KubeObject>;
   /** Pods of this ModelDeployment, any revision. */
   pods: KubeObject[];
+  /** The live HTTPRoute (GatewayAPI): the weight it carries now is where the guard starts from. */
+  route?: KubeObject;
+  /** The live main Service (ReplicaRatio): whether it still selects every revision. */
+  service?: KubeObject;
+}
+
+/** A child that exists only while the spec wants it: removed when the plan no longer applies it. */
+export interface ChildRef {
+  kind: 'Service' | 'HorizontalPodAutoscaler' | 'HTTPRoute';
+  name: string;
 }
 
 export interface PlannedEvent {
@@ -36,12 +48,14 @@ export interface PlannedEvent {
 export interface Plan {
   apply: KubeObject[];
   delete: KubeObject[];
-  /** Services to remove if they exist (the canary Service once no canary runs). */
-  deleteServices: string[];
+  /** Children to remove if they exist and are ours (the canary Service once no canary runs, an HPA or HTTPRoute no longer wanted). */
+  remove: ChildRef[];
   status: ModelDeploymentStatus;
   events: PlannedEvent[];
   /** Operation annotations acted on (or refused), to remove from the object. */
   removeAnnotations: string[];
+  /** Operation requests to bind before acting (rollout/operations.ts): annotation → bound value. */
+  bindAnnotations: Record<string, string>;
   requeueAfterMs?: number;
 }
 
@@ -105,6 +119,19 @@ function autoscalingCondition(md: ModelDeployment, conditions: Condition[], ctx:
 
 const without = (conditions: Condition[], type: string) => conditions.filter((c) => c.type !== type);
 
+/**
+ * kstatus's conventions (Flux, kpt, Config Sync read them): `Reconciling` while something is on its
+ * way, `Stalled` when nothing will progress without a change to the spec. Each exists only while it
+ * is true, and never both.
+ */
+export function gitOpsConditions(conditions: Condition[], state: { type: 'Reconciling' | 'Stalled'; reason: string; message: string } | undefined, generation: number, now: string): Condition[] {
+  let out = conditions;
+  for (const type of ['Reconciling', 'Stalled'] as const) {
+    out = state?.type === type ? setCondition(out, condition(type, 'True', state.reason, state.message, generation), now) : without(out, type);
+  }
+  return out;
+}
+
 /** The checks analysed during a rollout; podHealth is built in and judged from observations. */
 export function analysisChecks(spec: ModelDeploymentSpec): Check[] {
   return (spec.rollout?.analysis?.checks ?? []).filter((c) => !c.podHealth);
@@ -112,13 +139,6 @@ export function analysisChecks(spec: ModelDeploymentSpec): Check[] {
 
 function maxRestarts(spec: ModelDeploymentSpec): number {
   return spec.rollout?.analysis?.checks?.find((c) => c.podHealth)?.podHealth?.maxRestarts ?? 1;
-}
-
-/** The spec a revision was built from: the current spec for the newest, history for older ones. */
-function specOfRevision(md: ModelDeployment, hash: string): ModelDeploymentSpec | undefined {
-  if (revisionHash(md.spec) === hash) return md.spec;
-  const entry = md.status?.history?.find((h) => h.revision === hash && h.spec);
-  return entry ? { ...md.spec, ...(entry.spec as Partial<ModelDeploymentSpec>) } : undefined;
 }
 
 /**
@@ -142,7 +162,7 @@ interface RevisionState {
 }
 
 function revisionState(md: ModelDeployment, hash: string, obs: Observations): RevisionState | undefined {
-  const spec = specOfRevision(md, hash);
+  const spec = specOfRevision(md, hash, obs.deployments);
   if (!spec) return undefined;
   const resolution = resolveRuntime(spec, md.metadata!.name!);
   if (!resolution.ok) return undefined;
@@ -153,6 +173,9 @@ function revisionState(md: ModelDeployment, hash: string, obs: Observations): Re
     trouble: podTrouble(obs.pods.filter((p) => p.metadata?.labels?.[revisionLabel] === hash)),
   };
 }
+
+/** A leaving canary keeps traffic while it has ready pods and stable cannot yet carry everything. */
+const mustDrain = (leavingReady: number, stableReady: number, total: number) => leavingReady > 0 && stableReady < total;
 
 const fullyReady = (r: RevisionState | undefined, replicas: number) =>
   !!r?.observed && r.observed.observedGenerationCurrent && r.observed.replicas === replicas && r.ready >= replicas && r.observed.updatedReplicas >= replicas;
@@ -180,16 +203,17 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     conditions = setCondition(conditions, condition('Progressing', 'False', 'InvalidSpec', 'the spec cannot be served; fix it to continue', generation), now);
     if (!conditions.some((c) => c.type === 'Degraded')) conditions = setCondition(conditions, condition('Degraded', 'False', 'AsExpected', '', generation), now);
     return {
-      apply: [], delete: [], deleteServices: [], events, removeAnnotations: [],
-      status: { ...prior, observedGeneration: generation, phase: prior.stableRevision ? prior.phase ?? 'Healthy' : 'Pending', conditions },
+      apply: [], delete: [], remove: [], events, removeAnnotations: [], bindAnnotations: {},
+      status: { ...prior, observedGeneration: generation, phase: prior.stableRevision ? prior.phase ?? 'Healthy' : 'Pending', conditions: gitOpsConditions(conditions, { type: 'Stalled', reason: 'InvalidSpec', message }, generation, now) },
     };
   }
 
   const hash = revisionHash(md.spec);
   const gateway = md.spec.traffic?.router === 'GatewayAPI';
-  let route = { canaryWeight: 0, mirrorPercent: 0, canaryReady: false };
+  let route: RouteState = { canaryWeight: 0, mirrorPercent: 0, canaryReady: false };
   const total = md.spec.replicas ?? 1;
   const policy = md.spec.rollout?.capacity ?? 'Surge';
+  const liveWeight = routeCanaryWeight(obs.route, name);
   const scaleDownDelayMs = (md.spec.rollout?.scaleDownDelaySeconds ?? defaultScaleDownDelaySeconds) * 1000;
   const historyLimit = md.spec.revisionHistoryLimit ?? 10;
   let status: ModelDeploymentStatus = {
@@ -207,19 +231,44 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   const retire = (h: string, reason: string, delayMs = scaleDownDelayMs, draining = false) => {
     retiring = [...retiring.filter((r) => r.hash !== h), { hash: h, scaleDownAt: new Date(nowMs + delayMs).toISOString(), reason, ...(draining ? { draining } : {}) }];
   };
-  const operations = ctx.operations ?? [];
   let rollout = { ...(status.rollout ?? {}) };
+
+  // ---- Operations: bound first, acted on once (rollout/operations.ts).
+  const requested = ctx.operations ?? [];
+  const lastActedId = prior.rollout?.lastOperation?.id ?? 0;
+  const bindAnnotations = bindOperations(requested, lastActedId, prior.canaryRevision ? prior.rollout?.step ?? 0 : -1);
+  const operations: Operation[] = [];
+  for (const op of requested) {
+    if (op.id === undefined) continue;
+    if (op.id <= lastActedId) removeAnnotations.push(op.annotation); // acted on already; only the removal was lost
+    else operations.push(op);
+  }
   const actOn = (op: Operation, result: string) => {
     removeAnnotations.push(op.annotation);
-    rollout.lastOperation = { kind: op.kind, revision: op.revision, at: now, result };
+    const id = Math.max(op.id ?? 0, rollout.lastOperation?.id ?? 0);
+    rollout.lastOperation = { kind: op.kind, revision: op.revision, id, ...(op.step !== undefined ? { step: op.step } : {}), at: now, result };
     events.push({ type: result.startsWith('ignored') ? 'Warning' : 'Normal', reason: result.startsWith('ignored') ? 'OperationIgnored' : 'Operation', message: `${op.kind} ${op.revision}: ${result}` });
   };
+  const keepLastOperation = () => (rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {});
 
   // ---- Which revisions exist: stable (serving), canary (rolling out), or a first deployment.
   const stableHash = prior.stableRevision?.hash;
   const stable = stableHash ? revisionState(md, stableHash, obs) : undefined;
   let requeue: number | undefined;
   const soon = (ms: number) => { requeue = Math.max(50, Math.min(requeue ?? Number.POSITIVE_INFINITY, ms)); };
+
+  if (stableHash && !stable) {
+    // A revision serves but its spec is nowhere (its Deployment and history entry are gone, or it no
+    // longer resolves). Without it there is no stable to roll back to, so nothing may proceed: the
+    // first-revision path would promote the spec with no steps. Hold, and say why.
+    const message = `the spec of the serving revision ${stableHash} is not recorded on its Deployment or in status.history; restore the Deployment ${name}-${stableHash} or revert the spec to that revision`;
+    if (prior.conditions?.find((c) => c.type === 'Progressing')?.reason !== 'RevisionUnknown') events.push({ type: 'Warning', reason: 'RevisionUnknown', message });
+    conditions = setCondition(conditions, condition('Progressing', 'False', 'RevisionUnknown', message, generation), now);
+    return {
+      apply: [], delete: [], remove: [], events, removeAnnotations: [], bindAnnotations: {},
+      status: { ...prior, observedGeneration: generation, conditions: gitOpsConditions(conditions, { type: 'Stalled', reason: 'RevisionUnknown', message }, generation, now) },
+    };
+  }
 
   // Retry lifts a rejection; any other operation on a rejected or unknown revision is refused.
   for (const op of operations) {
@@ -238,23 +287,31 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   let canaryHash: string | undefined = restoring ?? (stableHash === hash || !stable ? undefined : hash);
   const rejected = canaryHash !== undefined && status.rejectedRevision?.hash === canaryHash;
   if (rejected) canaryHash = undefined;
-
   // A canary that is no longer what the spec asks for is superseded (spec changed mid-rollout).
   const priorCanary = prior.canaryRevision?.hash;
   if (priorCanary && priorCanary !== canaryHash) {
-    const oldSpec = specOfRevision(md, priorCanary);
+    const oldSpec = specOfRevision(md, priorCanary, obs.deployments);
     if (oldSpec && !rejected) {
       finish(oldSpec, priorCanary, prior.canaryRevision?.image, 'Superseded', `replaced by revision ${hash} before promotion`);
       events.push({ type: 'Normal', reason: 'Superseded', message: `canary ${priorCanary} replaced by ${hash} before promotion` });
     }
-    retire(priorCanary, 'superseded', 0);
+    // It leaves like an aborted canary: at once when stable carries everything, else after draining.
+    retire(priorCanary, 'superseded', 0, mustDrain(observeDeployment(obs.deployments.get(priorCanary))?.readyReplicas ?? 0, stable?.ready ?? 0, total));
     delete status.canaryRevision;
-    rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
+    rollout = keepLastOperation();
     status.analysis = { results: [] };
+  }
+  // One canary at a time: one that left while stable could not yet carry everything keeps the rest of
+  // the traffic, and the next canary starts once it has handed it back.
+  const drainingNow = retiring.find((r) => r.draining && obs.deployments.has(r.hash));
+  let waitingForDrain: string | undefined;
+  if (drainingNow && canaryHash && canaryHash !== drainingNow.hash && prior.canaryRevision?.hash !== canaryHash) {
+    waitingForDrain = canaryHash;
+    canaryHash = undefined;
   }
 
   const apply: KubeObject[] = [];
-  const deleteServices: string[] = [];
+  const remove: ChildRef[] = [];
   let canaryTraffic = false;
   let stableReplicas = total;
   let canaryState: RevisionState | undefined;
@@ -271,7 +328,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       status.stableRevision = revisionInfo(md.spec, hash, target.runtime, now);
       finish(md.spec, hash, target.runtime.image, 'Promoted');
       events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${hash} (model ${md.spec.model.version}) is serving` });
-      rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
+      rollout = keepLastOperation();
       progressing = condition('Progressing', 'False', 'Complete', `revision ${hash} is fully rolled out`, generation);
     } else {
       rollout.startedAt ??= now;
@@ -292,9 +349,12 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   } else if (!canaryHash) {
     // ---- Steady: the stable revision serves alone (possibly after a rollback).
     for (const op of operations.filter((o) => o.kind !== 'retry' && o.kind !== 'capture-baseline')) actOn(op, `ignored: no rollout in progress (stable is ${stableHash})`);
-    rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
-    progressing = condition('Progressing', 'False', rejected ? 'RolledBack' : 'Complete',
-      rejected ? `revision ${hash} was rejected: ${status.rejectedRevision?.reason ?? ''}; change the spec or retry` : `revision ${stableHash} is fully rolled out`, generation);
+    rollout = keepLastOperation();
+    progressing = waitingForDrain
+      ? condition('Progressing', 'True', 'WaitingForDrain', `revision ${waitingForDrain} starts once revision ${drainingNow!.hash} has handed its traffic back to stable ${stableHash}`, generation)
+      : condition('Progressing', 'False', rejected ? 'RolledBack' : 'Complete',
+        rejected ? `revision ${hash} was rejected: ${status.rejectedRevision?.reason ?? ''}; change the spec or retry` : `revision ${stableHash} is fully rolled out`, generation);
+    if (waitingForDrain) phase = 'Progressing';
     if (rejected) {
       const priorDegraded = prior.conditions?.find((c) => c.type === 'Degraded');
       degraded = priorDegraded?.status === 'True' ? { ...priorDegraded, observedGeneration: generation } : condition('Degraded', 'True', 'RolledBack', `revision ${hash} was rolled back: ${status.rejectedRevision?.reason ?? ''}`, generation);
@@ -309,7 +369,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     const version = canary.spec.model.version;
     if (isNew) {
       status.canaryRevision = revisionInfo(canary.spec, canaryHash, canary.runtime, now);
-      rollout = { ...(rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {}), step: 0, startedAt: now, stepStartedAt: now };
+      rollout = { ...keepLastOperation(), step: 0, startedAt: now, stepStartedAt: now };
       status.analysis = { results: [] };
       history = [historyEntry(canary.spec, canaryHash, canary.runtime.image, now, '', 'Progressing'), ...history.filter((e) => !(e.revision === canaryHash && e.outcome === 'Progressing'))];
       events.push({ type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${canaryHash} (model ${version}) beside ${stableHash}` });
@@ -373,14 +433,14 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       const why = failure.message;
       status.rejectedRevision = { hash: canaryHash, modelVersion: version, reason: why.slice(0, 2000), at: now };
       finish(canary.spec, canaryHash, canary.runtime.image, failure.reason === 'Aborted' ? 'Aborted' : 'RolledBack', why);
-      // Under Shift, stable gave replicas to the canary: the canary keeps serving until stable is back.
-      const drain = policy === 'Shift' && !gateway && stable.ready < total && canary.ready > 0;
-      retire(canaryHash, failure.reason === 'Aborted' ? 'aborted' : 'rolled back', scaleDownDelayMs, drain);
+      // Traffic leaves the canary first; what stable cannot carry yet (it gave replicas away under
+      // Shift, or lost pods) stays on the canary until it can, and only then does the canary go.
+      retire(canaryHash, failure.reason === 'Aborted' ? 'aborted' : 'rolled back', scaleDownDelayMs, mustDrain(canary.ready, stable.ready, total));
       events.push({ type: 'Warning', reason: failure.reason, message: `revision ${canaryHash} (model ${version}): ${why}` });
       degraded = condition('Degraded', 'True', failure.reason, `revision ${canaryHash} (model ${version}) ${failure.reason === 'Aborted' ? 'aborted' : 'rolled back'}: ${why}`, generation);
       progressing = condition('Progressing', 'False', failure.reason, `stable revision ${stableHash} serves; change the spec or retry`, generation);
       delete status.canaryRevision;
-      rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
+      rollout = keepLastOperation();
       canaryState = undefined;
       phase = 'Degraded';
       for (const op of operations.filter((o) => o.kind.startsWith('promote'))) actOn(op, 'ignored: the canary was rolled back');
@@ -408,6 +468,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       for (const op of operations.filter((o) => o.kind.startsWith('promote'))) {
         if (op.revision !== canaryHash) actOn(op, `ignored: the canary is ${canaryHash}`);
         else if (op.kind === 'promote-full') { i = n; done = false; held = ''; actOn(op, 'skipping to full promotion'); rollout.stepStartedAt = now; }
+        else if (op.step !== undefined && op.step !== i) actOn(op, `ignored: it was given at step ${op.step + 1}, and the canary is at step ${Math.min(i + 1, n)}/${n}`);
         else if (step) { done = true; held = ''; actOn(op, `released step ${i + 1}/${n} (${describeStep(activeSteps, i)})`); }
         else actOn(op, 'ignored: already promoting');
       }
@@ -423,14 +484,16 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       rollout.pauseReason = held === 'Timed' ? '' : held;
       if (!rollout.position) delete rollout.position;
       const weight = weightAt(activeSteps, i);
-      const split = { ...splitReplicas(total, weight, policy, gateway), canary: canaryReplicas(total, activeSteps, i, policy, gateway) };
-      stableReplicas = split.stable;
-      // No weight ever goes to a canary without ready pods. Through a gateway the weight is exact, so
-      // it waits for the whole share to be ready; through the Service it follows ready pods by itself.
-      const canaryHasPods = canary.ready > 0;
-      route = { canaryWeight: canary.ready >= split.canary ? weight : 0, mirrorPercent: mirrorAt(activeSteps, i), canaryReady: canaryHasPods };
-      canaryTraffic = !gateway && weight > 0 && canaryHasPods;
-      if (i >= n && fullyReady(canary, total) && !held) {
+      const split = splitReplicas(total, weight, policy, gateway);
+      const guarded = guardTraffic({
+        exactWeights: gateway, policy, total, priorWeight: gateway ? liveWeight : 0, stableReady: stable.ready, canaryReady: canary.ready,
+        target: { weight, stableReplicas: split.stable, canaryReplicas: canaryReplicas(total, activeSteps, i, policy, gateway) },
+      });
+      stableReplicas = guarded.stableReplicas;
+      route = { canaryWeight: guarded.weight, mirrorPercent: mirrorAt(activeSteps, i), canaryReady: canary.ready > 0 };
+      canaryTraffic = guarded.canaryInService;
+      if (!guarded.reached) soon(1_000);
+      if (i >= n && fullyReady(canary, total) && !held && (!gateway || guarded.weight >= 100)) {
         // ---- Promote: the canary becomes stable; the old stable stays warm, then is removed.
         status.stableRevision = revisionInfo(canary.spec, canaryHash, canary.runtime, now);
         finish(canary.spec, canaryHash, canary.runtime.image, 'Promoted', restoring ? `restored: revision ${stableHash} failed monitoring` : '');
@@ -439,7 +502,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
         delete status.canaryRevision;
         // After a restore the spec still names the rejected revision: it stays rejected until retried.
         if (!restoring) delete status.rejectedRevision;
-        rollout = rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {};
+        rollout = keepLastOperation();
         canaryState = undefined;
         canaryTraffic = false;
         route = { canaryWeight: 0, mirrorPercent: 0, canaryReady: false };
@@ -463,21 +526,41 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
         }
       }
       if (canaryState) {
-        apply.push(desiredDeployment({ md, hash: canaryHash, runtime: canary.runtime, role: 'canary', replicas: split.canary, fetcherImage: ctx.fetcherImage }));
-        status.canaryWeight = gateway ? route.canaryWeight : canaryTraffic ? replicaRatioWeight(canary.ready, stable.ready) : 0;
+        apply.push(desiredDeployment({ md, hash: canaryHash, runtime: canary.runtime, role: 'canary', replicas: guarded.canaryReplicas, fetcherImage: ctx.fetcherImage }));
+        status.canaryWeight = guarded.weight;
         const mirror = mirrorAt(activeSteps, i);
         if (mirror) status.mirrorWeight = mirror;
         else delete status.mirrorWeight;
       }
     }
   }
-  // A draining revision takes traffic only until stable has all its replicas ready again.
-  const stableReadyNow = stable?.ready ?? 0;
-  retiring = retiring.map((r) => (r.draining && (stableReadyNow >= total || !obs.deployments.has(r.hash)) ? { hash: r.hash, scaleDownAt: r.scaleDownAt, ...(r.reason ? { reason: r.reason } : {}) } : r));
-  const draining = retiring.find((r) => r.draining);
-  if (draining && !canaryState) {
-    canaryTraffic = true;
-    soon(1_000);
+  // ---- A canary that left while stable could not carry everything hands its traffic back as stable's
+  // pods become ready, and scales down only once it carries nothing (the guard decides how much it keeps).
+  // A leaving revision is one marked draining, or one the live router still sends traffic to (a crash
+  // came between the decision that took it out and the write that did).
+  const readyOf = (h: string) => observeDeployment(obs.deployments.get(h))?.readyReplicas ?? 0;
+  const liveServiceSelector = (obs.service as { spec?: { selector?: Record<string, string> } } | undefined)?.spec?.selector;
+  const routerStillShares = gateway ? liveWeight > 0 : !!liveServiceSelector && !liveServiceSelector[revisionLabel];
+  const drainingEntry = canaryState ? undefined
+    : retiring.find((r) => r.draining && obs.deployments.has(r.hash))
+      ?? (routerStillShares ? retiring.filter((r) => readyOf(r.hash) > 0).sort((a, b) => readyOf(b.hash) - readyOf(a.hash))[0] : undefined);
+  let drainingHash: string | undefined;
+  if (drainingEntry && stable) {
+    const leavingReady = readyOf(drainingEntry.hash);
+    const g = guardTraffic({
+      exactWeights: gateway, policy, total, priorWeight: gateway ? liveWeight : 0, stableReady: stable.ready, canaryReady: leavingReady,
+      target: { weight: 0, stableReplicas: total, canaryReplicas: 0 },
+    });
+    if (g.weight > 0 || g.canaryInService) {
+      drainingHash = drainingEntry.hash;
+      route = { canaryWeight: g.weight, mirrorPercent: 0, canaryReady: true, leaving: true };
+      canaryTraffic = g.canaryInService;
+      stableReplicas = Math.max(stableReplicas, g.stableReplicas);
+      soon(1_000);
+    } else {
+      const { draining: _drained, ...drained } = drainingEntry;
+      retiring = retiring.map((r) => (r.hash === drainingEntry.hash ? drained : r));
+    }
   }
   // These two exist only while they hold a canary.
   if (!(canaryState && rollout.pauseReason === 'CapacityBlocked')) conditions = without(conditions, 'CapacityBlocked');
@@ -499,12 +582,15 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   } else {
     apply.push(desiredService(md));
   }
-  if (canaryState) apply.push(desiredRevisionService(md, 'canary', canaryState.hash));
-  else deleteServices.push(`${name}-canary`);
+  const canaryBackend = canaryState?.hash ?? drainingHash;
+  if (canaryBackend) apply.push(desiredRevisionService(md, 'canary', canaryBackend));
+  else remove.push({ kind: 'Service', name: `${name}-canary` });
   const hpa = desiredHpa(md);
   if (hpa) apply.push(hpa);
-  const httpRoute = servingHash ? desiredHttpRoute(md, canaryState ? route : { canaryWeight: 0, mirrorPercent: 0, canaryReady: false }) : undefined;
+  else remove.push({ kind: 'HorizontalPodAutoscaler', name });
+  const httpRoute = servingHash ? desiredHttpRoute(md, canaryBackend ? route : { canaryWeight: 0, mirrorPercent: 0, canaryReady: false }) : undefined;
   if (httpRoute) apply.push(httpRoute);
+  else if (!gateway) remove.push({ kind: 'HTTPRoute', name });
 
   // ---- Revisions that no longer serve: kept warm until scaleDownAt (unless the canary's traffic
   // would reach them through the shared Service), then removed; unknown ones go at once.
@@ -556,7 +642,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
         if (promotedAt >= 0) history[promotedAt] = { ...history[promotedAt]!, outcome: 'RolledBack', reason: why, finishedAt: now };
         history = [historyEntry(targetState.spec, target.revision, targetState.runtime.image, now, '', 'Progressing', `restoring: revision ${monitoredHash} failed monitoring`), ...history];
         status.canaryRevision = revisionInfo(targetState.spec, target.revision, targetState.runtime, now);
-        rollout = { ...(rollout.lastOperation ? { lastOperation: rollout.lastOperation } : {}), step: 0, steps: 0, startedAt: now, stepStartedAt: now, restoring: true };
+        rollout = { ...keepLastOperation(), step: 0, steps: 0, startedAt: now, stepStartedAt: now, restoring: true };
         status.analysis = { results: [] };
         events.push({ type: 'Warning', reason: 'RolledBack', message: `revision ${monitoredHash} (model ${version}): ${why}; returning to revision ${target.revision} (model ${targetState.spec.model.version})` });
         degraded = condition('Degraded', 'True', 'RolledBack', `revision ${monitoredHash} (model ${version}) rolled back: ${why}`, generation);
@@ -583,6 +669,14 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   conditions = setCondition(conditions, progressing!, now);
   conditions = setCondition(conditions, degraded ?? condition('Degraded', 'False', 'AsExpected', '', generation), now);
   conditions = autoscalingCondition(md, conditions, ctx, generation, now);
+  // Stalled: only a change to the spec (or a retry) moves it on. Reconciling: it is on its way.
+  const rejectedServes = status.rejectedRevision?.hash === hash && !canaryState;
+  const finalDegraded = conditions.find((c) => c.type === 'Degraded');
+  const stalled = finalDegraded?.status === 'True' && (finalDegraded.reason === 'ProgressDeadlineExceeded' || rejectedServes)
+    ? { type: 'Stalled' as const, reason: finalDegraded.reason ?? 'RolledBack', message: finalDegraded.message ?? '' }
+    : undefined;
+  const inProgress = progressing!.status === 'True' ? { type: 'Reconciling' as const, reason: progressing!.reason ?? 'Progressing', message: progressing!.message ?? '' } : undefined;
+  conditions = gitOpsConditions(conditions, stalled ?? inProgress, generation, now);
   if (phase === 'Healthy' && servingHash && stableReady === 0 && total > 0) phase = 'Pending';
   status.phase = phase;
   status.conditions = conditions;
@@ -597,5 +691,5 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
     status.analysis = { results: podResult ? [podResult, ...others] : others };
   }
   status = JSON.parse(JSON.stringify(status)) as ModelDeploymentStatus;
-  return { apply, delete: deletes, deleteServices, status, events, removeAnnotations, ...(requeue !== undefined && Number.isFinite(requeue) ? { requeueAfterMs: requeue } : {}) };
+  return { apply, delete: deletes, remove, status, events, removeAnnotations, bindAnnotations, ...(requeue !== undefined && Number.isFinite(requeue) ? { requeueAfterMs: requeue } : {}) };
 }

@@ -5,13 +5,13 @@ import type { ModelDeployment } from '../api/generated.js';
 import { canonicalJson } from '../api/revision.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { ObjectCache } from '../runtime/informer.js';
-import { ApiError, isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
+import { ApiError, isConflict, isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
 import type { Logger } from '../runtime/logger.js';
 import type { WriteExpectations } from '../runtime/expectations.js';
 import type { OperatorMetrics } from '../runtime/metrics.js';
 import { Resources } from '../runtime/resources.js';
 import { revisionLabel } from './labels.js';
-import { plan, type Plan } from './plan.js';
+import { gitOpsConditions, plan, type Plan } from './plan.js';
 import type { AnalysisRunner } from './analysis/run.js';
 import type { MonitoringRunner } from './monitoring/run.js';
 import { requestedOperations } from './rollout/operations.js';
@@ -102,7 +102,13 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
   const externalMetricsAvailable = deps.externalMetricsAvailable?.();
   const analysis = deps.analysis.poll(md, now);
   const monitoring = deps.monitoring.poll(md, now);
-  let decision: Plan = plan(md, { deployments, pods }, {
+  const liveRoute = caches.httpRoutes?.get(namespace, name);
+  const liveService = caches.services.get(namespace, name);
+  let decision: Plan = plan(md, {
+    deployments, pods,
+    ...(liveRoute && ownedBy(md, liveRoute) ? { route: liveRoute } : {}),
+    ...(liveService && ownedBy(md, liveService) ? { service: liveService } : {}),
+  }, {
     fetcherImage: deps.fetcherImage, now, ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
     ...(analysis ? { analysis } : {}),
     ...(monitoring ? { monitoring } : {}),
@@ -110,20 +116,71 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     gatewayApiAvailable: caches.httpRoutes !== undefined,
   });
   let writes = 0;
+  const cacheOf = (kind: string) => ({ Deployment: caches.deployments, Service: caches.services, HorizontalPodAutoscaler: caches.hpas, HTTPRoute: caches.httpRoutes }[kind]);
 
-  // Apply: only objects that are missing, were edited, or whose desired form changed.
+  // An object with a child's name that this ModelDeployment does not own is someone else's: it is
+  // never taken over (server-side apply with force would, and garbage collection would later delete
+  // it). The caches hold only labelled objects, so a name they miss is looked up once.
+  const live = new Map<KubeObject, KubeObject | undefined>();
+  const conflicts: string[] = [];
   for (const desired of decision.apply) {
     const type = typeOf[desired.kind!]!;
-    const cache = { Deployment: caches.deployments, Service: caches.services, HorizontalPodAutoscaler: caches.hpas, HTTPRoute: caches.httpRoutes }[desired.kind!];
+    let obj = cacheOf(desired.kind!)?.get(desired.metadata!.namespace, desired.metadata!.name!);
+    if (!obj) obj = await client.get<KubeObject>(type, desired.metadata!.namespace, desired.metadata!.name!).catch((err: unknown) => { if (isNotFound(err)) return undefined; throw err; });
+    if (obj && !ownedBy(md, obj)) conflicts.push(`${desired.kind} ${desired.metadata!.name}`);
+    live.set(desired, obj);
+  }
+  if (conflicts.length) decision = ownershipConflict(md, decision, conflicts, now);
+
+  // Which child writes this decision needs (apply only what is missing, was edited, or changed).
+  const toApply = decision.apply.filter((desired) => {
+    const current = live.get(desired);
+    return !(current && current.metadata?.annotations?.[appliedHashAnnotation] === appliedHash(desired) && isSubset(desired, current));
+  });
+  const toRemove = decision.remove.filter((ref) => { const obj = cacheOf(ref.kind)?.get(namespace, ref.name); return !!obj && ownedBy(md, obj); });
+  const childWrites = toApply.length + decision.delete.length + toRemove.length;
+
+  // The status write comes first and carries the resourceVersion the decision was made from. A writer
+  // deciding from an older object (a deposed leader, a cache that missed a write) gets a 409 and
+  // decides again, before any child write, instead of undoing newer progress. When only children
+  // change, the same precondition is checked by re-applying the unchanged status (the apiserver
+  // writes nothing for it). Children follow from status on every reconcile, so a crash after this
+  // write is repaired by the next one.
+  let resourceVersion = md.metadata?.resourceVersion;
+  const statusChanged = !statusEquals(md.status, decision.status);
+  if (statusChanged || childWrites) {
+    let written: KubeObject;
+    try {
+      written = await client.apply(Resources.ModelDeployment, {
+        apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment',
+        metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) }, status: decision.status,
+      }, fieldManager, { subresource: 'status' });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      log.info('the object changed since this decision; deciding again', { resourceVersion });
+      return { writes, requeueAfterMs: 100 };
+    }
+    if (statusChanged) {
+      resourceVersion = written.metadata?.resourceVersion;
+      deps.expectations.expect(key, resourceVersion);
+      writes++;
+      const before = (md.status ?? {}) as Record<string, unknown>;
+      const after = decision.status as Record<string, unknown>;
+      const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => canonicalJson(before[k]) !== canonicalJson(after[k]));
+      log.info('status written', { phase: decision.status.phase, changed });
+    }
+  }
+
+  // Apply: only objects that are missing, were edited, or whose desired form changed.
+  for (const desired of toApply) {
+    const type = typeOf[desired.kind!]!;
     const hash = appliedHash(desired);
-    const live = cache?.get(desired.metadata!.namespace, desired.metadata!.name!);
-    const upToDate = live && live.metadata?.annotations?.[appliedHashAnnotation] === hash && isSubset(desired, live);
-    if (upToDate) continue;
+    const current = live.get(desired);
     desired.metadata!.annotations = { ...desired.metadata!.annotations, [appliedHashAnnotation]: hash };
     try {
       await client.apply(type, desired, fieldManager);
       writes++;
-      log.info('applied', { kind: desired.kind, name: desired.metadata!.name, reason: live ? 'changed' : 'missing' });
+      log.info('applied', { kind: desired.kind, name: desired.metadata!.name, reason: current ? 'changed' : 'missing' });
     } catch (err) {
       // The namespace is being deleted, and this ModelDeployment with it: nothing to retry.
       if (err instanceof ApiError && err.code === 403 && /being terminated/.test(err.message)) return { writes };
@@ -131,6 +188,8 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
       // The apiserver refused what we built from the spec (e.g. an invalid affinity): a spec problem.
       const message = `${desired.kind} ${desired.metadata!.name}: ${(err as Error).message}`;
       decision = invalidFromApiserver(md, decision, message, now);
+      await client.apply(Resources.ModelDeployment, { apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment', metadata: { name, namespace }, status: decision.status }, fieldManager, { subresource: 'status' });
+      writes++;
       break;
     }
   }
@@ -145,32 +204,32 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     }
   }
 
-  for (const svc of decision.deleteServices) {
-    const live = caches.services.get(namespace, svc);
-    if (!live) continue;
-    await client.delete(Resources.Service, namespace, svc, { uid: live.metadata?.uid }).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
+  // Children the spec no longer wants: ours only, and only the copy we saw (uid precondition).
+  for (const ref of toRemove) {
+    const obj = cacheOf(ref.kind)!.get(namespace, ref.name)!;
+    await client.delete(typeOf[ref.kind]!, namespace, ref.name, { uid: obj.metadata?.uid }).catch((err: unknown) => { if (!isNotFound(err) && !isConflict(err)) throw err; });
     writes++;
+    log.info('removed', { kind: ref.kind, name: ref.name });
   }
 
-  // One status write, only when something changed.
-  if (!statusEquals(md.status, decision.status)) {
-    const written = await client.apply(Resources.ModelDeployment, {
-      apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment',
-      metadata: { name, namespace }, status: decision.status,
-    }, fieldManager, { subresource: 'status' });
-    deps.expectations.expect(key, written.metadata?.resourceVersion);
-    writes++;
-    const before = (md.status ?? {}) as Record<string, unknown>;
-    const after = decision.status as Record<string, unknown>;
-    const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => canonicalJson(before[k]) !== canonicalJson(after[k]));
-    log.info('status written', { phase: decision.status.phase, changed });
-  }
-  // Operations are acted on once: the status above records them, then the request goes away.
-  if (decision.removeAnnotations.length) {
-    await client.mergePatch(Resources.ModelDeployment, namespace, name, {
-      metadata: { annotations: Object.fromEntries(decision.removeAnnotations.map((a) => [a, null])) },
-    });
-    writes++;
+  // Operations: requests are bound before they are acted on, and removed once status records them
+  // (rollout/operations.ts). Both writes carry the resourceVersion, so a concurrent edit is never lost.
+  const annotations: Record<string, string | null> = {
+    ...decision.bindAnnotations,
+    ...Object.fromEntries(decision.removeAnnotations.filter((a) => !(a in decision.bindAnnotations)).map((a) => [a, null])),
+  };
+  if (Object.keys(annotations).length) {
+    try {
+      const patched = await client.mergePatch<KubeObject>(Resources.ModelDeployment, namespace, name, {
+        metadata: { annotations, ...(resourceVersion ? { resourceVersion } : {}) },
+      });
+      deps.expectations.expect(key, patched.metadata?.resourceVersion);
+      writes++;
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      log.info('annotations changed meanwhile; deciding again', { resourceVersion });
+      return { writes, requeueAfterMs: 100 };
+    }
   }
   recordMetrics(deps.metrics, namespace, name, decision);
   for (const e of decision.events) {
@@ -221,8 +280,26 @@ function invalidFromApiserver(md: ModelDeployment, decision: Plan, message: stri
   let conditions = decision.status.conditions ?? [];
   conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: 'InvalidSpec', message, observedGeneration: generation }, at);
   return {
-    apply: [], delete: [], deleteServices: [], removeAnnotations: [],
-    status: { ...md.status, observedGeneration: generation, conditions, phase: md.status?.phase ?? 'Pending' },
+    apply: [], delete: [], remove: [], removeAnnotations: [], bindAnnotations: {},
+    status: { ...md.status, observedGeneration: generation, conditions: gitOpsConditions(conditions, { type: 'Stalled', reason: 'InvalidSpec', message }, generation, at), phase: md.status?.phase ?? 'Pending' },
     events: prior?.reason === 'InvalidSpec' && prior.message === message ? [] : [{ type: 'Warning', reason: 'InvalidSpec', message }],
+  };
+}
+
+/**
+ * Objects with a child's name that are not ours: nothing is written but status, which names them.
+ * Operations wait (they are neither bound nor removed) until the conflict is resolved.
+ */
+function ownershipConflict(md: ModelDeployment, decision: Plan, objects: string[], now: Date): Plan {
+  const generation = md.metadata?.generation ?? 0;
+  const at = now.toISOString();
+  const message = `${objects.join(', ')} already exist${objects.length === 1 ? 's' : ''} in namespace ${md.metadata?.namespace} and ${objects.length === 1 ? 'is' : 'are'} not owned by this ModelDeployment; rename or delete ${objects.length === 1 ? 'it' : 'them'}, or give this ModelDeployment another name`;
+  const prior = md.status?.conditions?.find((c) => c.type === 'Ready');
+  let conditions = md.status?.conditions ?? [];
+  conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: 'OwnershipConflict', message, observedGeneration: generation }, at);
+  return {
+    apply: [], delete: [], remove: [], removeAnnotations: [], bindAnnotations: {},
+    status: { ...md.status, observedGeneration: generation, conditions: gitOpsConditions(conditions, { type: 'Stalled', reason: 'OwnershipConflict', message }, generation, at), phase: md.status?.phase ?? 'Pending' },
+    events: prior?.reason === 'OwnershipConflict' && prior.message === message ? [] : [{ type: 'Warning', reason: 'OwnershipConflict', message }],
   };
 }

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { plan, type Plan } from '../../operator/modeldeployment/plan.js';
 import { splitReplicas } from '../../operator/modeldeployment/rollout/capacity.js';
-import { requestedOperations } from '../../operator/modeldeployment/rollout/operations.js';
+import { bindOperations, requestedOperations } from '../../operator/modeldeployment/rollout/operations.js';
 import { weightAt } from '../../operator/modeldeployment/rollout/steps.js';
 import { revisionHash } from '../../operator/api/revision.js';
 import type { CheckResult, ModelDeployment, RolloutSpec } from '../../operator/api/generated.js';
@@ -68,6 +68,7 @@ class World {
       ...(this.monitoring ? { monitoring: this.monitoring } : {}),
     });
     for (const a of p.removeAnnotations) delete this.annotations[a];
+    Object.assign(this.annotations, p.bindAnnotations);
     this.md = { ...this.md, status: p.status };
     for (const d of p.delete) this.deployments.delete(d.metadata!.labels!['modelship.io/revision']!);
     for (const o of p.apply.filter((x) => x.kind === 'Deployment')) {
@@ -79,6 +80,13 @@ class World {
     this.last = p;
     this.now += ms;
     return p;
+  }
+
+  /** An operation request: the first reconcile binds it (rollout/operations.ts); the next one acts. */
+  request(annotation: string, value: string) {
+    this.annotations[annotation] = value;
+    this.tick(0);
+    if (!/;op=\d+;step=-?\d+$/.test(this.annotations[annotation] ?? '')) throw new Error(`${annotation} was not bound: ${this.annotations[annotation]}`);
   }
 
   runUntil(pred: (w: World) => boolean, maxTicks = 200, ms = 1000) {
@@ -146,7 +154,7 @@ test('a manual gate holds until promote; a promote for another hash is ignored a
   for (let i = 0; i < 20; i++) w.tick(60_000);
   t.is(w.status.rollout?.position, '2/3', 'held for 20 minutes');
   t.is(w.status.phase, 'Paused');
-  w.annotations['modelship.io/promote'] = 'deadbeef00';
+  w.request('modelship.io/promote', 'deadbeef00');
   w.tick();
   t.regex(w.status.rollout?.lastOperation?.result ?? '', /^ignored/);
   t.false('modelship.io/promote' in w.annotations, 'the request is removed once answered');
@@ -172,7 +180,7 @@ test('abort returns all traffic to stable at once and rejects the revision until
   const v2 = w.hash;
   w.runUntil((x) => x.status.rollout?.pauseReason === 'ManualGate');
   t.is(w.selector()['modelship.io/revision'], undefined);
-  w.annotations['modelship.io/abort'] = v2;
+  w.request('modelship.io/abort', v2);
   w.tick();
   t.is(w.selector()['modelship.io/revision'], v1, 'traffic back to stable in the same reconcile');
   t.is(w.status.rejectedRevision?.hash, v2);
@@ -182,7 +190,7 @@ test('abort returns all traffic to stable at once and rejects the revision until
   for (let i = 0; i < 40; i++) w.tick();
   t.false(w.deployments.has(v2), 'then it is removed');
   t.is(w.status.canaryRevision, undefined, 'the rejected revision is not retried by itself');
-  w.annotations['modelship.io/retry'] = v2;
+  w.request('modelship.io/retry', v2);
   w.tick();
   t.is(w.status.rejectedRevision, undefined);
   t.is(w.status.canaryRevision?.hash, v2);
@@ -333,12 +341,19 @@ test('capacity: Surge adds the canary beside stable, Shift moves replicas but ke
   }
 });
 
-test('operations are parsed from annotations', (t) => {
+test('operations are parsed from annotations, bound ones with their id and step', (t) => {
   t.deepEqual(requestedOperations({ 'modelship.io/promote': 'abc/full', 'modelship.io/abort': 'def', other: 'x' }), [
-    { kind: 'abort', revision: 'def', annotation: 'modelship.io/abort' },
-    { kind: 'promote-full', revision: 'abc', annotation: 'modelship.io/promote' },
+    { kind: 'abort', revision: 'def', annotation: 'modelship.io/abort', value: 'def' },
+    { kind: 'promote-full', revision: 'abc', annotation: 'modelship.io/promote', value: 'abc/full' },
+  ]);
+  t.deepEqual(requestedOperations({ 'modelship.io/promote': 'abc;op=7;step=2' }), [
+    { kind: 'promote', revision: 'abc', annotation: 'modelship.io/promote', value: 'abc;op=7;step=2', id: 7, step: 2 },
   ]);
   t.deepEqual(requestedOperations(undefined), []);
+  // Numbered after everything seen: the last acted id and any binding already on the object.
+  const ops = requestedOperations({ 'modelship.io/abort': 'def', 'modelship.io/promote': 'abc;op=9;step=1', 'modelship.io/retry': 'x;op=3;step=0' });
+  t.deepEqual(bindOperations(ops, 4, 1), { 'modelship.io/abort': 'def;op=10;step=1' });
+  t.deepEqual(bindOperations(requestedOperations({ 'modelship.io/promote': 'abc/full' }), 0, -1), { 'modelship.io/promote': 'abc/full;op=1;step=-1' });
 });
 
 test('rollback under Shift: the canary keeps serving until stable has its replicas back, then traffic is stable-only', (t) => {
@@ -349,7 +364,7 @@ test('rollback under Shift: the canary keeps serving until stable has its replic
   w.runUntil((x) => x.status.rollout?.pauseReason === 'ManualGate');
   t.is(w.replicasOf(v1), 2, 'Shift: stable gave half its replicas');
   t.is(w.replicasOf(v2), 2);
-  w.annotations['modelship.io/abort'] = v2;
+  w.request('modelship.io/abort', v2);
   w.tick(); // decided with stable at 2 ready replicas; the world then brings it to 4
   t.is(w.replicasOf(v1), 4, 'stable is scaled back up at once');
   t.is(w.selector()['modelship.io/revision'], undefined, 'the canary keeps serving while stable is short of capacity');

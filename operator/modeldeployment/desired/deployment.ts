@@ -4,6 +4,7 @@ import type { KubeObject } from '../../runtime/kube.js';
 import { commonLabels, deploymentName, ownedMetadata, podLabels, revisionLabel, roleLabel, modelVersionLabel, type Role } from '../labels.js';
 import { modelMountPath } from '../presets.js';
 import type { ResolvedRuntime } from '../resolve.js';
+import { revisionSpecAnnotation, revisionSpecRecord } from '../rollout/revisions.js';
 
 export interface DeploymentInput {
   md: ModelDeployment;
@@ -138,7 +139,11 @@ export function desiredDeployment(input: DeploymentInput): KubeObject {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: ownedMetadata(md, deploymentName(md, hash), { [revisionLabel]: hash, [roleLabel]: role, [modelVersionLabel]: spec.model.version }),
+    metadata: {
+      ...ownedMetadata(md, deploymentName(md, hash), { [revisionLabel]: hash, [roleLabel]: role, [modelVersionLabel]: spec.model.version }),
+      // The revision's spec lives as long as its pods: trimming status.history cannot lose what serves.
+      annotations: { [revisionSpecAnnotation]: revisionSpecRecord(spec) },
+    },
     spec: {
       replicas,
       selector: { matchLabels: { [revisionLabel]: hash, ...commonLabels(md) } },

@@ -13,6 +13,16 @@ export interface RouteState {
   mirrorPercent: number;
   /** Whether a canary exists to receive tagged or mirrored requests. */
   canaryReady: boolean;
+  /** The canary backend is a revision on its way out: it keeps its weight, but no tagged or mirrored requests. */
+  leaving?: boolean;
+}
+
+/** The canary weight a live route carries now (0 when it has no canary backend). */
+export function routeCanaryWeight(route: KubeObject | undefined, name: string): number {
+  const rules = (route as { spec?: { rules?: { matches?: { path?: unknown }[]; backendRefs?: { name?: string; weight?: number }[] }[] } } | undefined)?.spec?.rules ?? [];
+  const main = rules.find((r) => r.matches?.some((m) => m.path !== undefined));
+  const weight = main?.backendRefs?.find((b) => b.name === `${name}-canary`)?.weight;
+  return typeof weight === 'number' && weight > 0 ? Math.min(100, weight) : 0;
 }
 
 export function desiredHttpRoute(md: ModelDeployment, route: RouteState): KubeObject | undefined {
@@ -22,7 +32,7 @@ export function desiredHttpRoute(md: ModelDeployment, route: RouteState): KubeOb
   const port = servicePort(md);
   const backend = (role: 'stable' | 'canary', weight: number) => ({ group: '', kind: 'Service', name: `${name}-${role}`, port, weight });
   const rules: Record<string, unknown>[] = [];
-  if (gw.canaryHeader && route.canaryReady) {
+  if (gw.canaryHeader && route.canaryReady && !route.leaving) {
     rules.push({
       matches: [{ headers: [{ type: 'Exact', name: gw.canaryHeader.name, value: gw.canaryHeader.value }] }],
       backendRefs: [backend('canary', 1)],
@@ -34,7 +44,7 @@ export function desiredHttpRoute(md: ModelDeployment, route: RouteState): KubeOb
       ? [backend('stable', 100 - route.canaryWeight), backend('canary', route.canaryWeight)]
       : [backend('stable', 100)],
   };
-  if (route.mirrorPercent > 0 && route.canaryReady) {
+  if (route.mirrorPercent > 0 && route.canaryReady && !route.leaving) {
     main.filters = [{ type: 'RequestMirror', requestMirror: { backendRef: { group: '', kind: 'Service', name: `${name}-canary`, port }, percent: route.mirrorPercent } }];
   }
   rules.push(main);

@@ -20,9 +20,13 @@ export function monitoredRevision(md: ModelDeployment): string | undefined {
   return md.spec.monitoring?.checks?.length && status.stableRevision?.hash && !status.canaryRevision ? status.stableRevision.hash : undefined;
 }
 
-/** Whether a capture of new baselines was asked for this revision (the annotation is bound to its hash). */
+/**
+ * Whether a capture of new baselines was asked for this revision and not yet acted on: the request
+ * must be bound (rollout/operations.ts) and numbered above the last operation status records.
+ */
 function captureRequested(md: ModelDeployment, hash: string): boolean {
-  return requestedOperations(md.metadata?.annotations).some((o) => o.kind === 'capture-baseline' && o.revision === hash);
+  const lastActed = md.status?.rollout?.lastOperation?.id ?? 0;
+  return requestedOperations(md.metadata?.annotations).some((o) => o.kind === 'capture-baseline' && o.revision === hash && o.id !== undefined && o.id > lastActed);
 }
 
 /** The live histogram over the window, as observations per bucket, evaluated at `now`. */
