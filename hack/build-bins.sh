@@ -17,7 +17,10 @@
 # and Argo CD's Application CRD (for the dry run of examples/argocd-application.yaml) from the
 # github.com/argoproj/argo-cd/v3 module: nothing is compiled for either, the files are copied out.
 #
-# Usage: hack/build-bins.sh [component ...]   (components: k8s node containerd etcd kwok helm gateway-api argo-cd; default: all)
+# kstatus (hack/kstatus) prints sigs.k8s.io/cli-utils' kstatus verdict for objects on stdin, so tests
+# judge ModelDeployments with the code Flux, kpt and Config Sync use.
+#
+# Usage: hack/build-bins.sh [component ...]   (components: k8s node containerd etcd kwok helm kstatus gateway-api argo-cd; default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -86,7 +89,7 @@ mkdir -p "$dest"
 argocd_version=v3.5.7
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(k8s node containerd etcd kwok helm gateway-api argo-cd)
+[ ${#components[@]} -gt 0 ] || components=(k8s node containerd etcd kwok helm kstatus gateway-api argo-cd)
 
 for c in "${components[@]}"; do
   case "$c" in
@@ -124,6 +127,7 @@ for c in "${components[@]}"; do
     etcd) overridden etcd && continue; build_component etcd "$dest" etcd -- -ldflags "-s -w" -o "$dest/etcd" . ;;
     kwok) build_component kwok "$dest" kwok -- -ldflags "-s -w" -o "$dest/kwok" sigs.k8s.io/kwok/cmd/kwok ;;
     helm) build_component helm "$dest" helm -- -ldflags "-s -w" -o "$dest/helm" helm.sh/helm/v3/cmd/helm ;;
+    kstatus) build_component kstatus "$dest" kstatus -- -ldflags "-s -w" -o "$dest/kstatus" . ;;
     gateway-api)
       gateway_version=v1.6.3
       crds="$dest/gateway-api-$gateway_version"
@@ -154,7 +158,7 @@ done
 
 # .bin/ links each binary to where it comes from: the override directory when it has it, else the cache.
 mkdir -p "$root/.bin"
-for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy containerd containerd-shim-runc-v2 ctr kwok helm; do
+for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy containerd containerd-shim-runc-v2 ctr kwok helm kstatus; do
   if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$n" ]; then
     ln -sfn "$KUBEBUILDER_ASSETS/$n" "$root/.bin/$n"
   elif [ -x "$dest/$n" ]; then
