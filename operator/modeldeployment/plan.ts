@@ -540,7 +540,8 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   // came between the decision that took it out and the write that did).
   const readyOf = (h: string) => observeDeployment(obs.deployments.get(h))?.readyReplicas ?? 0;
   const liveServiceSelector = (obs.service as { spec?: { selector?: Record<string, string> } } | undefined)?.spec?.selector;
-  const routerStillShares = gateway ? liveWeight > 0 : !!liveServiceSelector && !liveServiceSelector[revisionLabel];
+  // (Not after a promotion in this reconcile: the new stable is fully ready and carries everything.)
+  const routerStillShares = status.stableRevision?.hash === stableHash && (gateway ? liveWeight > 0 : !!liveServiceSelector && !liveServiceSelector[revisionLabel]);
   const drainingEntry = canaryState ? undefined
     : retiring.find((r) => r.draining && obs.deployments.has(r.hash))
       ?? (routerStillShares ? retiring.filter((r) => readyOf(r.hash) > 0).sort((a, b) => readyOf(b.hash) - readyOf(a.hash))[0] : undefined);

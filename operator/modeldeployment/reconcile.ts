@@ -142,13 +142,20 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
 
   // The status write comes first and carries the resourceVersion the decision was made from. A writer
   // deciding from an older object (a deposed leader, a cache that missed a write) gets a 409 and
-  // decides again, before any child write, instead of undoing newer progress. When only children
-  // change, the same precondition is checked by re-applying the unchanged status (the apiserver
-  // writes nothing for it). Children follow from status on every reconcile, so a crash after this
-  // write is repaired by the next one.
+  // decides again, before any child write, instead of undoing newer progress. Children follow from
+  // status on every reconcile, so a crash after this write is repaired by the next one. A decision
+  // that changes only children checks the same thing with a read: the object as the apiserver has it
+  // now must be the one decided from.
   let resourceVersion = md.metadata?.resourceVersion;
   const statusChanged = !statusEquals(md.status, decision.status);
-  if (statusChanged || childWrites) {
+  if (!statusChanged && childWrites) {
+    const current = await client.get<KubeObject>(Resources.ModelDeployment, namespace, name);
+    if (current.metadata?.resourceVersion !== resourceVersion) {
+      log.info('the object changed since this decision; deciding again', { resourceVersion, current: current.metadata?.resourceVersion });
+      return { writes, requeueAfterMs: 100 };
+    }
+  }
+  if (statusChanged) {
     let written: KubeObject;
     try {
       written = await client.apply(Resources.ModelDeployment, {
@@ -160,15 +167,13 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
       log.info('the object changed since this decision; deciding again', { resourceVersion });
       return { writes, requeueAfterMs: 100 };
     }
-    if (statusChanged) {
-      resourceVersion = written.metadata?.resourceVersion;
-      deps.expectations.expect(key, resourceVersion);
-      writes++;
-      const before = (md.status ?? {}) as Record<string, unknown>;
-      const after = decision.status as Record<string, unknown>;
-      const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => canonicalJson(before[k]) !== canonicalJson(after[k]));
-      log.info('status written', { phase: decision.status.phase, changed });
-    }
+    resourceVersion = written.metadata?.resourceVersion;
+    deps.expectations.expect(key, resourceVersion);
+    writes++;
+    const before = (md.status ?? {}) as Record<string, unknown>;
+    const after = decision.status as Record<string, unknown>;
+    const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => canonicalJson(before[k]) !== canonicalJson(after[k]));
+    log.info('status written', { phase: decision.status.phase, changed });
   }
 
   // Apply: only objects that are missing, were edited, or whose desired form changed.

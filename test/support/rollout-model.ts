@@ -7,9 +7,10 @@
 //   lose-status       the status write failed (the process died, the apiserver refused): nothing lands;
 //   lose-children     status was written, then the process died before any child write;
 //   lose-annotations  status and children were written, then it died before the annotation patch;
-//   stale             a reconcile decided from the status before the last write (a stale cache or a
-//                     deposed leader): the status write that precedes its child writes carries the
-//                     old resourceVersion and is refused (409), so none of its writes land.
+//   stale             a reconcile decided from the status before the last write (a cache past its
+//                     write expectation): a status write carries the old resourceVersion and is
+//                     refused (409) before any child write, and a decision that changes only
+//                     children reads the object first and finds it newer: nothing lands.
 // After every reconcile the invariants of issue "rollouts you can trust" are checked against the
 // observations that reconcile decided from.
 import fc from 'fast-check';
