@@ -161,6 +161,19 @@ interface RevisionState {
   trouble: PodTrouble | undefined;
 }
 
+/**
+ * A revision's ready pods as the Service's endpoints see them: its pods with Ready=True that are not
+ * being deleted. The Deployment's readyReplicas says the same a moment later; without pods in the
+ * cache (a revision just created) it is what there is.
+ */
+function readyOf(obs: Observations, hash: string): number {
+  const pods = obs.pods.filter((p) => p.metadata?.labels?.[revisionLabel] === hash);
+  if (!pods.length) return observeDeployment(obs.deployments.get(hash))?.readyReplicas ?? 0;
+  const conditions = (p: KubeObject) => (p as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions;
+  if (!pods.some((p) => conditions(p))) return observeDeployment(obs.deployments.get(hash))?.readyReplicas ?? 0;
+  return pods.filter((p) => !p.metadata?.deletionTimestamp && conditions(p)?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
+}
+
 function revisionState(md: ModelDeployment, hash: string, obs: Observations): RevisionState | undefined {
   const spec = specOfRevision(md, hash, obs.deployments);
   if (!spec) return undefined;
@@ -169,7 +182,7 @@ function revisionState(md: ModelDeployment, hash: string, obs: Observations): Re
   const observed = observeDeployment(obs.deployments.get(hash));
   return {
     hash, spec, runtime: resolution.runtime, observed,
-    ready: observed?.readyReplicas ?? 0,
+    ready: readyOf(obs, hash),
     trouble: podTrouble(obs.pods.filter((p) => p.metadata?.labels?.[revisionLabel] === hash)),
   };
 }
@@ -296,7 +309,7 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       events.push({ type: 'Normal', reason: 'Superseded', message: `canary ${priorCanary} replaced by ${hash} before promotion` });
     }
     // It leaves like an aborted canary: at once when stable carries everything, else after draining.
-    retire(priorCanary, 'superseded', 0, mustDrain(observeDeployment(obs.deployments.get(priorCanary))?.readyReplicas ?? 0, stable?.ready ?? 0, total));
+    retire(priorCanary, 'superseded', 0, mustDrain(readyOf(obs, priorCanary), stable?.ready ?? 0, total));
     delete status.canaryRevision;
     rollout = keepLastOperation();
     status.analysis = { results: [] };
@@ -492,8 +505,10 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
       stableReplicas = guarded.stableReplicas;
       route = { canaryWeight: guarded.weight, mirrorPercent: mirrorAt(activeSteps, i), canaryReady: canary.ready > 0 };
       canaryTraffic = guarded.canaryInService;
-      if (!guarded.reached) soon(1_000);
-      if (i >= n && fullyReady(canary, total) && !held && (!gateway || guarded.weight >= 100)) {
+      // Through a gateway, promotion waits for the route to carry all traffic to the canary, so that
+      // re-pointing the revision Services never sends a request to the old stable's last pods.
+      if (!guarded.reached || (gateway && i >= n && liveWeight < 100)) soon(1_000);
+      if (i >= n && fullyReady(canary, total) && !held && (!gateway || (guarded.weight >= 100 && liveWeight >= 100))) {
         // ---- Promote: the canary becomes stable; the old stable stays warm, then is removed.
         status.stableRevision = revisionInfo(canary.spec, canaryHash, canary.runtime, now);
         finish(canary.spec, canaryHash, canary.runtime.image, 'Promoted', restoring ? `restored: revision ${stableHash} failed monitoring` : '');
@@ -538,16 +553,15 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
   // pods become ready, and scales down only once it carries nothing (the guard decides how much it keeps).
   // A leaving revision is one marked draining, or one the live router still sends traffic to (a crash
   // came between the decision that took it out and the write that did).
-  const readyOf = (h: string) => observeDeployment(obs.deployments.get(h))?.readyReplicas ?? 0;
   const liveServiceSelector = (obs.service as { spec?: { selector?: Record<string, string> } } | undefined)?.spec?.selector;
   // (Not after a promotion in this reconcile: the new stable is fully ready and carries everything.)
   const routerStillShares = status.stableRevision?.hash === stableHash && (gateway ? liveWeight > 0 : !!liveServiceSelector && !liveServiceSelector[revisionLabel]);
   const drainingEntry = canaryState ? undefined
     : retiring.find((r) => r.draining && obs.deployments.has(r.hash))
-      ?? (routerStillShares ? retiring.filter((r) => readyOf(r.hash) > 0).sort((a, b) => readyOf(b.hash) - readyOf(a.hash))[0] : undefined);
+      ?? (routerStillShares ? retiring.filter((r) => readyOf(obs, r.hash) > 0).sort((a, b) => readyOf(obs, b.hash) - readyOf(obs, a.hash))[0] : undefined);
   let drainingHash: string | undefined;
   if (drainingEntry && stable) {
-    const leavingReady = readyOf(drainingEntry.hash);
+    const leavingReady = readyOf(obs, drainingEntry.hash);
     const g = guardTraffic({
       exactWeights: gateway, policy, total, priorWeight: gateway ? liveWeight : 0, stableReady: stable.ready, canaryReady: leavingReady,
       target: { weight: 0, stableReplicas: total, canaryReplicas: 0 },

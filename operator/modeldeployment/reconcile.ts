@@ -51,6 +51,8 @@ export interface ReconcileResult {
   writes: number;
 }
 
+const applyOrder = ['Service', 'HTTPRoute', 'HorizontalPodAutoscaler', 'Deployment'];
+
 const typeOf: Record<string, ResourceType> = {
   Deployment: Resources.Deployment,
   Service: Resources.Service,
@@ -132,48 +134,24 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
   }
   if (conflicts.length) decision = ownershipConflict(md, decision, conflicts, now);
 
-  // Which child writes this decision needs (apply only what is missing, was edited, or changed).
-  const toApply = decision.apply.filter((desired) => {
+  // Which child writes this decision needs (apply only what is missing, was edited, or changed), in
+  // the order traffic needs: Services and the route move traffic (only onto pods already ready, the
+  // guard sees to it) before any Deployment shrinks.
+  const toApply = [...decision.apply].sort((a, b) => applyOrder.indexOf(a.kind!) - applyOrder.indexOf(b.kind!)).filter((desired) => {
     const current = live.get(desired);
     return !(current && current.metadata?.annotations?.[appliedHashAnnotation] === appliedHash(desired) && isSubset(desired, current));
   });
-  const toRemove = decision.remove.filter((ref) => { const obj = cacheOf(ref.kind)?.get(namespace, ref.name); return !!obj && ownedBy(md, obj); });
-  const childWrites = toApply.length + decision.delete.length + toRemove.length;
+  let toRemove = decision.remove.filter((ref) => { const obj = cacheOf(ref.kind)?.get(namespace, ref.name); return !!obj && ownedBy(md, obj); });
 
-  // The status write comes first and carries the resourceVersion the decision was made from. A writer
-  // deciding from an older object (a deposed leader, a cache that missed a write) gets a 409 and
-  // decides again, before any child write, instead of undoing newer progress. Children follow from
-  // status on every reconcile, so a crash after this write is repaired by the next one. A decision
-  // that changes only children checks the same thing with a read: the object as the apiserver has it
-  // now must be the one decided from.
-  let resourceVersion = md.metadata?.resourceVersion;
-  const statusChanged = !statusEquals(md.status, decision.status);
-  if (!statusChanged && childWrites) {
+  // A cache that may be older than our own last write (its expectation expired unmet) is checked
+  // against the object as the apiserver has it before anything is written from it.
+  if (deps.expectations.mayBeStale(key) && toApply.length + decision.delete.length + toRemove.length) {
     const current = await client.get<KubeObject>(Resources.ModelDeployment, namespace, name);
-    if (current.metadata?.resourceVersion !== resourceVersion) {
-      log.info('the object changed since this decision; deciding again', { resourceVersion, current: current.metadata?.resourceVersion });
+    if (current.metadata?.resourceVersion !== md.metadata?.resourceVersion) {
+      log.info('the cache is behind the object; deciding again', { cached: md.metadata?.resourceVersion, current: current.metadata?.resourceVersion });
       return { writes, requeueAfterMs: 100 };
     }
-  }
-  if (statusChanged) {
-    let written: KubeObject;
-    try {
-      written = await client.apply(Resources.ModelDeployment, {
-        apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment',
-        metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) }, status: decision.status,
-      }, fieldManager, { subresource: 'status' });
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-      log.info('the object changed since this decision; deciding again', { resourceVersion });
-      return { writes, requeueAfterMs: 100 };
-    }
-    resourceVersion = written.metadata?.resourceVersion;
-    deps.expectations.expect(key, resourceVersion);
-    writes++;
-    const before = (md.status ?? {}) as Record<string, unknown>;
-    const after = decision.status as Record<string, unknown>;
-    const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => canonicalJson(before[k]) !== canonicalJson(after[k]));
-    log.info('status written', { phase: decision.status.phase, changed });
+    deps.expectations.confirmFresh(key);
   }
 
   // Apply: only objects that are missing, were edited, or whose desired form changed.
@@ -193,8 +171,7 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
       // The apiserver refused what we built from the spec (e.g. an invalid affinity): a spec problem.
       const message = `${desired.kind} ${desired.metadata!.name}: ${(err as Error).message}`;
       decision = invalidFromApiserver(md, decision, message, now);
-      await client.apply(Resources.ModelDeployment, { apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment', metadata: { name, namespace }, status: decision.status }, fieldManager, { subresource: 'status' });
-      writes++;
+      toRemove = [];
       break;
     }
   }
@@ -217,6 +194,31 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     log.info('removed', { kind: ref.kind, name: ref.name });
   }
 
+  // One status write, only when something changed, after the children it describes (so Ready=True
+  // never precedes the Services). It carries the resourceVersion the decision was made from: a writer
+  // deciding from an older object (a deposed leader, a stale cache) gets a 409 instead of overwriting
+  // newer progress, and decides again.
+  let resourceVersion = md.metadata?.resourceVersion;
+  if (!statusEquals(md.status, decision.status)) {
+    let written: KubeObject;
+    try {
+      written = await client.apply(Resources.ModelDeployment, {
+        apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment',
+        metadata: { name, namespace, ...(resourceVersion ? { resourceVersion } : {}) }, status: decision.status,
+      }, fieldManager, { subresource: 'status' });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      log.info('the object changed since this decision; deciding again', { resourceVersion });
+      return { writes, requeueAfterMs: 100 };
+    }
+    resourceVersion = written.metadata?.resourceVersion;
+    deps.expectations.expect(key, resourceVersion);
+    writes++;
+    const before = (md.status ?? {}) as Record<string, unknown>;
+    const after = decision.status as Record<string, unknown>;
+    const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => canonicalJson(before[k]) !== canonicalJson(after[k]));
+    log.info('status written', { phase: decision.status.phase, changed });
+  }
   // Operations: requests are bound before they are acted on, and removed once status records them
   // (rollout/operations.ts). Both writes carry the resourceVersion, so a concurrent edit is never lost.
   const annotations: Record<string, string | null> = {

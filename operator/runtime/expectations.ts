@@ -8,6 +8,7 @@ export class WriteExpectations {
   private readonly pending = new Map<string, { resourceVersion: string; at: number }>();
   /** The last few versions the cache delivered per key: the watch can deliver our write before the write's response arrives. */
   private readonly recent = new Map<string, string[]>();
+  private readonly expired = new Set<string>();
 
   constructor(
     /** After this long, assume the event was lost in a relist and stop waiting. */
@@ -32,15 +33,34 @@ export class WriteExpectations {
   isWaiting(key: string, cachedResourceVersion: string | undefined): boolean {
     const p = this.pending.get(key);
     if (!p) return false;
-    if (p.resourceVersion === cachedResourceVersion || this.now() - p.at > this.ttlMs) {
+    if (p.resourceVersion === cachedResourceVersion) {
       this.pending.delete(key);
+      return false;
+    }
+    if (this.now() - p.at > this.ttlMs) {
+      this.pending.delete(key);
+      this.expired.add(key);
       return false;
     }
     return true;
   }
 
+  /**
+   * True for a key whose expectation expired unmet, until confirmFresh: the cache may still be older
+   * than our last write, so decisions must be checked against the object as the apiserver has it.
+   */
+  mayBeStale(key: string): boolean {
+    return this.expired.has(key);
+  }
+
+  /** The apiserver's object was seen to be the cached one. */
+  confirmFresh(key: string): void {
+    this.expired.delete(key);
+  }
+
   forget(key: string): void {
     this.pending.delete(key);
     this.recent.delete(key);
+    this.expired.delete(key);
   }
 }

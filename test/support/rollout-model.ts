@@ -2,15 +2,13 @@
 // whose pods become ready after random delays, lose readiness, or crash-loop; the main Service's
 // selector; the canary Service; the HTTPRoute; the object's status and annotations. Random sequences of
 // spec changes, operations, pod behaviour and crashes drive plan(). The world takes a reconcile's
-// writes in the operator's order (status, then children, then the annotation patch), and a crash is
+// writes in the operator's order (children, then status, then the annotation patch), and a crash is
 // one of the ways a reconcile can end early or act on old state:
-//   lose-status       the status write failed (the process died, the apiserver refused): nothing lands;
-//   lose-children     status was written, then the process died before any child write;
-//   lose-annotations  status and children were written, then it died before the annotation patch;
+//   lose-status       children were written, then the process died before the status write;
+//   lose-annotations  children and status were written, then it died before the annotation patch;
 //   stale             a reconcile decided from the status before the last write (a cache past its
-//                     write expectation): a status write carries the old resourceVersion and is
-//                     refused (409) before any child write, and a decision that changes only
-//                     children reads the object first and finds it newer: nothing lands.
+//                     write expectation): the operator reads the object before writing from such a
+//                     cache, finds it newer, and decides again: nothing lands.
 // After every reconcile the invariants of issue "rollouts you can trust" are checked against the
 // observations that reconcile decided from.
 import fc from 'fast-check';
@@ -31,7 +29,7 @@ interface Dep { replicas: number; pods: Pod[]; annotations: Record<string, strin
 
 export type Action =
   | 'tick' | 'slow-tick' | 'new-version' | 'revert' | 'promote' | 'promote-full' | 'abort' | 'retry'
-  | 'unready' | 'crash-loop' | 'heal' | 'lose-status' | 'lose-children' | 'lose-annotations' | 'stale' | 'monitoring-fail';
+  | 'unready' | 'crash-loop' | 'heal' | 'lose-status' | 'lose-annotations' | 'stale' | 'monitoring-fail';
 
 export interface Scenario {
   replicas: number;
@@ -67,7 +65,7 @@ export class World {
     this.md.spec.revisionHistoryLimit = s.historyLimit;
     this.md.spec.rollout = { steps, capacity: s.capacity, progressDeadlineSeconds: 30, scaleDownDelaySeconds: 5 };
     this.md.spec.monitoring = { interval: '1m', onFailure: 'Rollback', checks: [{ name: 'p99', prometheus: { address: 'http://prom:9090', query: 'q' }, pass: { max: 1 } }] };
-    if (s.router === 'GatewayAPI') this.md.spec.traffic = { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'gw' }] } };
+    if (s.router === 'GatewayAPI') this.md.spec.traffic = { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'gw' }], canaryHeader: { name: 'x-canary', value: 'always' } } };
     this.previous = this.md;
   }
 
@@ -95,7 +93,10 @@ export class World {
       });
       d.pods.forEach((p, i) => pods.push({
         metadata: { name: `${hash}-${i}`, labels: { [revisionLabel]: hash } },
-        status: { containerStatuses: [{ name: 'server', restartCount: p.crash ? 3 : 0, state: p.crash ? { waiting: { reason: 'CrashLoopBackOff' } } : { running: {} } }] },
+        status: {
+          conditions: [{ type: 'Ready', status: this.isReady(p) ? 'True' : 'False' }],
+          containerStatuses: [{ name: 'server', restartCount: p.crash ? 3 : 0, state: p.crash ? { waiting: { reason: 'CrashLoopBackOff' } } : { running: {} } }],
+        },
       }));
     }
     const service = { metadata: { name: 'fraud' }, spec: { selector: this.selector } };
@@ -133,7 +134,10 @@ export class World {
       } else if (o.kind === 'Service' && name === 'fraud-canary') {
         this.canaryService = (o as { spec: { selector: Record<string, string> } }).spec.selector[revisionLabel];
       } else if (o.kind === 'HTTPRoute') {
-        this.route = o;
+        // As the apiserver stores it: the Gateway API CRD defaults every match's path to PathPrefix /.
+        const route = JSON.parse(JSON.stringify(o)) as { spec: { rules: { matches?: { path?: unknown }[] }[] } };
+        for (const rule of route.spec.rules) for (const m of rule.matches ?? []) m.path ??= { type: 'PathPrefix', value: '/' };
+        this.route = route;
       }
     }
     for (const d of p.delete) this.deps.delete(d.metadata!.labels![revisionLabel]!);
@@ -157,7 +161,7 @@ export class World {
 /** The route's main-rule weights: stable and canary. */
 function routeWeights(route: KubeObject | undefined): { stable: number; canary: number } {
   const rules = (route as { spec?: { rules?: { matches?: { path?: unknown }[]; backendRefs?: { name: string; weight: number }[] }[] } } | undefined)?.spec?.rules ?? [];
-  const main = rules.find((r) => r.matches?.some((m) => m.path));
+  const main = rules.find((r) => r.backendRefs?.some((b) => b.name === 'fraud-stable'));
   const weight = (n: string) => main?.backendRefs?.find((b) => b.name === n)?.weight ?? 0;
   return { stable: weight('fraud-stable'), canary: weight('fraud-canary') };
 }
@@ -184,19 +188,19 @@ export function runScenario(s: Scenario): Violation[] {
     const ready = (h: string | undefined) => (h ? readyAtDecision.get(h) ?? 0 : 0);
     const stale = action === 'stale';
     const p = w.decide(stale ? w.previous : w.md);
+    if (!stale) w.applyChildren(p);
     const written = !stale && action !== 'lose-status';
     if (written) {
       w.previous = w.md;
       w.md = { ...w.md, status: p.status };
-      if (action !== 'lose-children') w.applyChildren(p);
-      if (action !== 'lose-children' && action !== 'lose-annotations') w.applyAnnotations(p);
+      if (action !== 'lose-annotations') w.applyAnnotations(p);
     }
     const fail = (rule: string, detail: string) => violations.push({ at: w.now, action, rule, detail });
-    const status = written ? p.status : w.status;
+    // The traffic rules judge what a reconcile told the router and the Deployments, by the status it
+    // decided, whether or not that status was then written.
+    const childrenWritten = !stale;
+    const status = childrenWritten ? p.status : w.status;
     const stableHash = status.stableRevision?.hash;
-    // The traffic rules judge what a reconcile told the router and the Deployments; one that crashed
-    // before its child writes told them nothing (the next reconcile repairs what it left).
-    const childrenWritten = written && action !== 'lose-children';
 
     // 1. The canary's weight never exceeds the share its ready pods carry.
     const weights = routeWeights(w.route);
@@ -298,7 +302,7 @@ export function runScenario(s: Scenario): Violation[] {
 }
 
 export const actions: Action[] = ['tick', 'tick', 'tick', 'slow-tick', 'new-version', 'revert', 'promote', 'promote', 'promote-full', 'abort', 'retry',
-  'unready', 'crash-loop', 'heal', 'lose-status', 'lose-children', 'lose-annotations', 'stale', 'monitoring-fail'];
+  'unready', 'crash-loop', 'heal', 'lose-status', 'lose-annotations', 'stale', 'monitoring-fail'];
 
 export const scenarios = fc.record<Scenario>({
   replicas: fc.integer({ min: 1, max: 6 }),

@@ -29,3 +29,32 @@ test('model: five rollouts in a row with revisionHistoryLimit 1 each stop at the
     t.is(w.status.history?.length, 1);
   }
 });
+
+test('model: a promote whose annotation survives its status write (a crash, or a cache without the patch) releases one gate', (t) => {
+  const w = new World({ replicas: 2, router: 'GatewayAPI', capacity: 'Shift', historyLimit: 2, delays: [1], actions: [] });
+  let acted = 0;
+  const reconcile = (writeAnnotations = true) => {
+    const p = w.decide(w.md);
+    acted += p.events.filter((e) => e.reason === 'Operation').length;
+    w.applyChildren(p);
+    w.md = { ...w.md, status: p.status };
+    if (writeAnnotations) w.applyAnnotations(p);
+    w.now += 1000;
+    return p;
+  };
+  for (let i = 0; i < 10 && !w.status.stableRevision; i++) reconcile();
+  w.setVersion('2');
+  for (let i = 0; i < 10 && w.status.rollout?.pauseReason !== 'ManualGate'; i++) reconcile();
+  t.is(w.status.rollout?.position, '2/4');
+  w.request('modelship.io/promote', w.status.canaryRevision!.hash);
+  reconcile(); // binds
+  t.regex(w.annotations['modelship.io/promote'] ?? '', /;op=1;step=1$/);
+  reconcile(false); // acts; the annotation patch is lost
+  t.is(w.status.rollout?.lastOperation?.id, 1);
+  t.true('modelship.io/promote' in w.annotations, 'the request survived');
+  for (let i = 0; i < 10; i++) reconcile(i % 2 === 0);
+  t.false('modelship.io/promote' in w.annotations, 'then it is only removed');
+  t.is(w.status.rollout?.lastOperation?.id, 1, 'and never acted on again');
+  t.is(acted, 1, 'one Operation event: acted on once');
+  t.is(w.status.rollout?.position, '4/4', 'released the gate, walked setWeight 60, and holds in the timed pause');
+});

@@ -17,10 +17,13 @@ export interface RouteState {
   leaving?: boolean;
 }
 
-/** The canary weight a live route carries now (0 when it has no canary backend). */
+/**
+ * The canary weight a live route carries now (0 when it has no canary backend). The main rule is the
+ * one with the stable backend: the apiserver defaults every match's path, so the header rule has one too.
+ */
 export function routeCanaryWeight(route: KubeObject | undefined, name: string): number {
-  const rules = (route as { spec?: { rules?: { matches?: { path?: unknown }[]; backendRefs?: { name?: string; weight?: number }[] }[] } } | undefined)?.spec?.rules ?? [];
-  const main = rules.find((r) => r.matches?.some((m) => m.path !== undefined));
+  const rules = (route as { spec?: { rules?: { backendRefs?: { name?: string; weight?: number }[] }[] } } | undefined)?.spec?.rules ?? [];
+  const main = rules.find((r) => r.backendRefs?.some((b) => b.name === `${name}-stable`));
   const weight = main?.backendRefs?.find((b) => b.name === `${name}-canary`)?.weight;
   return typeof weight === 'number' && weight > 0 ? Math.min(100, weight) : 0;
 }
