@@ -27,3 +27,8 @@ export const withGpus = (gpus: number): Option => (md) => {
   md.spec.model = { ...md.spec.model, format: 'huggingface', uri: 'hf://example/tiny-llm' };
   md.spec.resources = { limits: { 'nvidia.com/gpu': gpus } };
 };
+/** Sets a container variable of the model server (a revision change: KWOK_FAULT rides on it). */
+export const withEnv = (name: string, value: string): Option => (md) => {
+  const env = (md.spec.runtime?.env ?? []).filter((e) => e.name !== name);
+  md.spec.runtime = { ...md.spec.runtime, env: [...env, { name, value }] };
+};
