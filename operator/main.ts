@@ -3,14 +3,15 @@
 // Configuration comes from flags or MODELSHIP_* environment variables; the kubeconfig from
 // --kubeconfig, KUBECONFIG, or the in-cluster service account.
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ModelDeployment } from './api/generated.js';
+import { FlagError, parseOperatorFlags, type OperatorFlags } from './flags.js';
 import { Controller } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
 import { WriteExpectations } from './runtime/expectations.js';
 import { startHealthServer } from './runtime/health.js';
 import { Informer, NamespacedInformers, type InformerHandlers, type InformerOptions, type ObjectCache } from './runtime/informer.js';
-import { ApiError, KubeClient, writeMethods, type KubeObject, type ResourceType } from './runtime/kube.js';
+import { ApiError, KubeClient, userAgentPrefix, writeMethods, type KubeObject, type ResourceType } from './runtime/kube.js';
 import { loadClusterAccess } from './runtime/kubeconfig.js';
 import { LeaderElector, defaultLeaderTimings } from './runtime/leader.js';
 import { createLogger } from './runtime/logger.js';
@@ -24,26 +25,16 @@ import { podSummary } from './modeldeployment/status.js';
 
 async function runOperator(argv: string[]): Promise<void> {
   const env = process.env;
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      kubeconfig: { type: 'string' },
-      'metrics-port': { type: 'string', default: env.MODELSHIP_METRICS_PORT ?? '8080' },
-      'metrics-host': { type: 'string', default: env.MODELSHIP_METRICS_HOST ?? '0.0.0.0' },
-      concurrency: { type: 'string', default: env.MODELSHIP_CONCURRENCY ?? '4' },
-      'leader-elect': { type: 'boolean', default: (env.MODELSHIP_LEADER_ELECT ?? 'true') !== 'false' },
-      'leader-election-namespace': { type: 'string', default: env.MODELSHIP_LEADER_ELECTION_NAMESPACE ?? env.POD_NAMESPACE ?? 'default' },
-      'fetcher-image': { type: 'string', default: env.MODELSHIP_FETCHER_IMAGE ?? 'ghcr.io/modelship/modelship:0.1.0' },
-      'resync-seconds': { type: 'string', default: env.MODELSHIP_RESYNC_SECONDS ?? '600' },
-      'service-url-template': { type: 'string', default: env.MODELSHIP_SERVICE_URL_TEMPLATE ?? '' },
-      // dns: http://<service>.<namespace>.svc; cluster-ip: the Service's ClusterIP from the cache, for
-      // clusters without cluster DNS or an operator outside the cluster that routes to the service network.
-      'service-address': { type: 'string', default: env.MODELSHIP_SERVICE_ADDRESS ?? 'dns' },
-      'watch-namespaces': { type: 'string', default: env.MODELSHIP_WATCH_NAMESPACES ?? '' },
-    },
-  });
+  let flags: OperatorFlags;
+  try {
+    flags = parseOperatorFlags(argv, env);
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    process.stderr.write(`modelship: ${err.message}\n`);
+    process.exit(2);
+  }
   const log = createLogger();
-  const access = loadClusterAccess(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
+  const access = loadClusterAccess(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {});
   const identity = `${hostname()}_${process.pid}`;
   const expectations = new WriteExpectations();
   const client = new KubeClient(access, identity);
@@ -59,7 +50,7 @@ async function runOperator(argv: string[]): Promise<void> {
 
   const controller = new Controller(
     (namespace, name, rlog) => reconcile({ ...deps, log: rlog }, namespace, name),
-    log, metrics, Number(values.concurrency),
+    log, metrics, flags.concurrency,
   );
   const toOwner: InformerHandlers<KubeObject> = {
     onUpsert: (obj) => enqueueOwner(obj),
@@ -77,14 +68,17 @@ async function runOperator(argv: string[]): Promise<void> {
   };
   // Empty: the whole cluster. Otherwise only these namespaces, each with its own watches, which is all
   // a namespaced RBAC (the chart's watchNamespaces) allows.
-  const watchNamespaces = values['watch-namespaces'].split(',').map((n) => n.trim()).filter(Boolean);
+  const watchNamespaces = flags.watchNamespaces;
   type Transform = InformerOptions['transform'];
   const informer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string, transform?: Transform): ObjectCache<T> =>
     watchNamespaces.length
       ? new NamespacedInformers<T>(type, watchNamespaces, (namespace) => oneInformer(type, handlers, labelSelector, transform, namespace))
       : oneInformer(type, handlers, labelSelector, transform);
-  const oneInformer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string, transform?: Transform, namespace?: string) =>
-    new Informer<T>(client, type, handlers, {
+  // Every informer, with how many lists it has completed: a new term waits for fresh lists (relistAll).
+  const informers: { informer: Informer<KubeObject>; relists: number }[] = [];
+  const oneInformer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string, transform?: Transform, namespace?: string) => {
+    const entry = { informer: undefined as unknown as Informer<KubeObject>, relists: 0 };
+    const informer = new Informer<T>(client, type, handlers, {
       ...(namespace ? { namespace } : {}),
       ...(transform ? { transform } : {}),
       ...(labelSelector ? { labelSelector, indexBy: byInstance } : {}),
@@ -92,7 +86,31 @@ async function runOperator(argv: string[]): Promise<void> {
         metrics.watchErrors.inc({ resource: type.plural });
         log.warn('watch restarting', { resource: type.plural, error: err.message });
       },
+      onRelist: () => { entry.relists++; },
     });
+    entry.informer = informer;
+    informers.push(entry);
+    return informer;
+  };
+  /**
+   * A replica that lost its term may have lost it to a partition, and its watches can be stuck on
+   * connections that died without a word (they would be noticed only at the 90 s stall timeout). So a
+   * term after the first begins with fresh connections and a fresh list of everything, the caches
+   * keeping what they had meanwhile; resolves false if the term ends first.
+   */
+  const relistAll = async (term: AbortSignal): Promise<boolean> => {
+    await client.closeIdleConnections();
+    const before = informers.map((e) => e.relists);
+    for (const { informer } of informers) {
+      informer.stop();
+      void informer.start();
+    }
+    while (!informers.every((e, i) => e.relists > before[i]!)) {
+      if (term.aborted) return false;
+      await sleep(50);
+    }
+    return !term.aborted;
+  };
   const caches: ReconcilerDeps['caches'] = {
     modelDeployments: informer<ModelDeployment & KubeObject>(Resources.ModelDeployment, {
       onUpsert: (md, old) => {
@@ -136,12 +154,10 @@ async function runOperator(argv: string[]): Promise<void> {
       if (err instanceof ApiError && err.code === 404) externalMetrics = false;
     }
   };
-  const serviceAddress = values['service-address'];
-  if (serviceAddress !== 'dns' && serviceAddress !== 'cluster-ip') throw new Error(`--service-address must be dns or cluster-ip, not ${serviceAddress}`);
-  const serviceUrl = values['service-url-template'] ? serviceUrlFromTemplate(values['service-url-template'])
-    : serviceAddress === 'cluster-ip' ? clusterIpServiceUrl((namespace, name) => caches.services.get(namespace, name)) : inClusterServiceUrl;
+  const serviceUrl = flags.serviceUrlTemplate ? serviceUrlFromTemplate(flags.serviceUrlTemplate)
+    : flags.serviceAddress === 'cluster-ip' ? clusterIpServiceUrl((namespace, name) => caches.services.get(namespace, name)) : inClusterServiceUrl;
   const deps: ReconcilerDeps = {
-    client, events, log, metrics, fetcherImage: values['fetcher-image'], caches, expectations,
+    client, events, log, metrics, fetcherImage: flags.fetcherImage, caches, expectations,
     externalMetricsAvailable: () => externalMetrics,
     analysis: new AnalysisRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),
     monitoring: new MonitoringRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),
@@ -153,17 +169,22 @@ async function runOperator(argv: string[]): Promise<void> {
     lastTick = Date.now();
     for (const c of Object.values(caches) as ObjectCache<KubeObject>[]) metrics.cacheObjects.set({ resource: c.type.plural }, c.size);
   }, 1000);
-  const server = await startHealthServer(Number(values['metrics-port']), values['metrics-host'], metrics.registry, {
+  const server = await startHealthServer(flags.metricsPort, flags.metricsHost, metrics.registry, {
     live: () => Date.now() - lastTick < 30_000,
     ready: () => synced,
   });
-  log.info('modelship operator starting', { identity, concurrency: values.concurrency, leaderElect: values['leader-elect'] });
+  log.info('modelship operator starting', { identity, concurrency: flags.concurrency, leaderElect: flags.leaderElect });
 
-  const elector = values['leader-elect']
-    ? new LeaderElector(client, {
-      namespace: values['leader-election-namespace'], name: 'modelship-operator', identity, ...defaultLeaderTimings,
+  // The elector has a client of its own, as client-go's leader election does: unfenced (it writes the
+  // lease between terms), and with its own flow control, so renewals never queue behind reconcilers'
+  // requests waiting out a throttled apiserver.
+  const elector = flags.leaderElect
+    ? new LeaderElector(new KubeClient(access, identity, `${userAgentPrefix} leader-election`), {
+      namespace: flags.leaderElectionNamespace, name: 'modelship-operator', identity, ...defaultLeaderTimings,
     }, log)
     : undefined;
+  // Writes only during a term: a deposed leader's reconciles can neither start nor finish a write.
+  if (elector) client.fenceWrites(elector);
 
   let resync: NodeJS.Timeout | undefined;
   const startCaches = async () => {
@@ -171,41 +192,63 @@ async function runOperator(argv: string[]): Promise<void> {
     synced = true;
     log.info('caches synced', Object.fromEntries(Object.entries(caches).map(([k, c]: [string, ObjectCache<KubeObject>]) => [k, c.size])));
   };
-  const startLeading = () => {
+  let terms = 0;
+  const startLeading = (term?: AbortSignal) => {
     metrics.leader.set(1);
-    for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
-    controller.start();
-    // A periodic full pass catches anything a lost event missed; a no-op pass makes no writes.
-    resync = setInterval(() => {
-      void checkExternalMetrics();
-      void ensureHttpRouteCache();
+    const first = ++terms === 1;
+    void (async () => {
+      if (!first && term && !(await relistAll(term))) return;
+      if (term?.aborted) return;
+      controller.start(term);
       for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
-    }, Number(values['resync-seconds']) * 1000);
+      // A periodic full pass catches anything a lost event missed; a no-op pass makes no writes.
+      clearInterval(resync);
+      resync = setInterval(() => {
+        void checkExternalMetrics();
+        void ensureHttpRouteCache();
+        for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
+      }, flags.resyncSeconds * 1000);
+    })();
+  };
+  const stopLeading = () => {
+    metrics.leader.set(0);
+    clearInterval(resync);
+    // The term's abort has already cut off the reconciles' requests and stopped the workers; this also
+    // covers a term that ended while starting.
+    void controller.stop();
   };
 
   let stopping = false;
-  const shutdown = async (code: number) => {
+  const shutdown = async (code: number, graceful: boolean) => {
     if (stopping) return;
     stopping = true;
-    log.info('shutting down');
+    log.info('shutting down', { graceful });
     clearInterval(resync);
     clearInterval(tick);
-    await controller.stop();
-    await elector?.stop();
+    // Graceful: reconciles in flight finish while the lease is still renewed, then it is released.
+    // Otherwise the term ends first (cutting off every request) and only then is the lease released.
+    await controller.stop(graceful ? 20_000 : 0);
+    await elector?.stop({ release: true, timeoutMs: 3_000 });
     for (const c of Object.values(caches) as ObjectCache<KubeObject>[]) c.stop();
     server.close();
     metrics.leader.set(0);
     process.exit(code);
   };
-  process.once('SIGTERM', () => void shutdown(0));
-  process.once('SIGINT', () => void shutdown(0));
+  process.once('SIGTERM', () => void shutdown(0, true));
+  process.once('SIGINT', () => void shutdown(0, true));
+  // A bug that would crash the process still hands the lease over, so the standby need not wait it out.
+  const fatal = (err: unknown) => {
+    log.error('fatal error', { error: err instanceof Error ? err.stack ?? err.message : String(err) });
+    void shutdown(1, false);
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
 
   await checkExternalMetrics();
   await startCaches();
   await ensureHttpRouteCache();
   if (elector) {
-    // Losing the lease ends the process: a restarted pod starts clean as a candidate.
-    await elector.run(startLeading, () => void shutdown(1));
+    await elector.run({ onStartedLeading: startLeading, onStoppedLeading: stopLeading });
   } else {
     startLeading();
   }

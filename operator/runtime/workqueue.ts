@@ -128,10 +128,27 @@ export class WorkQueue {
     if (this.dirty.delete(key)) this.add(key);
   }
 
+  /**
+   * Stops handing out keys and drops those waiting, their timers and failure counts: whoever restarts
+   * the queue adds every key again. Keys being processed stay marked, so a restarted queue hands none of
+   * them to a second worker before `done`.
+   */
   shutDown(): void {
     this.shuttingDown = true;
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
+    for (const key of this.queue.splice(0)) {
+      this.queued.delete(key);
+      this.addedAt.delete(key);
+    }
+    this.dirty.clear();
+    this.failures.clear();
+    this.observer.onDepth?.(0);
     for (const waiter of this.waiters.splice(0)) waiter(undefined);
+  }
+
+  /** Takes keys again after `shutDown`. */
+  restart(): void {
+    this.shuttingDown = false;
   }
 }

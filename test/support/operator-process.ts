@@ -2,10 +2,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { once } from 'node:events';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, probe } from '../cluster/control-plane.js';
 import { testCluster, waitFor } from '../cluster/cluster.js';
+import { userAgentPrefix } from '../../operator/runtime/kube.js';
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), '../../..');
 
@@ -14,6 +16,8 @@ export interface OperatorOptions {
   leaseNamespace?: string;
   env?: Record<string, string>;
   name?: string;
+  /** Another way to the apiserver than the cluster's own kubeconfig (a proxy in front of it, say). */
+  kubeconfig?: string;
   /**
    * Run inside the real node's network namespace (test/cluster/real-node.ts), where Services' ClusterIPs
    * and pods answer, as an operator in a cluster would; its metrics then listen on the node's address.
@@ -38,6 +42,16 @@ export class OperatorProcess {
     return this.child?.pid;
   }
 
+  /** What the operator calls itself in its Lease and Events: `<hostname>_<pid>`, as operator/main.ts makes it. */
+  get identity(): string | undefined {
+    return this.child?.pid === undefined ? undefined : `${hostname()}_${this.child.pid}`;
+  }
+
+  /** The user agent of its requests, which tells its writes apart from another replica's in the audit log. */
+  get userAgent(): string | undefined {
+    return this.identity && `${userAgentPrefix} (${this.identity})`;
+  }
+
   get exitCode(): number | null | undefined {
     return this.child?.exitCode;
   }
@@ -56,7 +70,7 @@ export class OperatorProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         ...process.env,
-        KUBECONFIG: testCluster().state.kubeconfig,
+        KUBECONFIG: this.opts.kubeconfig ?? testCluster().state.kubeconfig,
         MODELSHIP_METRICS_PORT: String(this.metricsPort),
         MODELSHIP_METRICS_HOST: this.metricsHost,
         MODELSHIP_LEADER_ELECT: String(this.opts.leaderElect ?? false),

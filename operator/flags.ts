@@ -1,0 +1,120 @@
+// The operator's flags and their MODELSHIP_* variables, parsed the way Go's flag package (and so every
+// other Kubernetes component) parses them: `--name=value` or `--name value`, and booleans as `--name`,
+// `--name=true` or `--name=false`. A flag wins over its variable, which wins over the default.
+// docs/operations.md lists the same flags; a unit test keeps the two in step.
+import { parseArgs } from 'node:util';
+
+export interface FlagDefinition {
+  name: string;
+  /** The variable that sets it when the flag is absent (the chart sets these). */
+  env: string;
+  type: 'string' | 'boolean' | 'port' | 'count';
+  default: string;
+}
+
+export const flagDefinitions: readonly FlagDefinition[] = [
+  { name: 'kubeconfig', env: 'KUBECONFIG', type: 'string', default: '' },
+  { name: 'metrics-port', env: 'MODELSHIP_METRICS_PORT', type: 'port', default: '8080' },
+  { name: 'metrics-host', env: 'MODELSHIP_METRICS_HOST', type: 'string', default: '0.0.0.0' },
+  { name: 'concurrency', env: 'MODELSHIP_CONCURRENCY', type: 'count', default: '4' },
+  { name: 'leader-elect', env: 'MODELSHIP_LEADER_ELECT', type: 'boolean', default: 'true' },
+  { name: 'leader-election-namespace', env: 'MODELSHIP_LEADER_ELECTION_NAMESPACE', type: 'string', default: '' },
+  { name: 'fetcher-image', env: 'MODELSHIP_FETCHER_IMAGE', type: 'string', default: 'ghcr.io/modelship/modelship:0.1.0' },
+  { name: 'resync-seconds', env: 'MODELSHIP_RESYNC_SECONDS', type: 'count', default: '600' },
+  // dns: http://<service>.<namespace>.svc; cluster-ip: the Service's ClusterIP from the cache, for
+  // clusters without cluster DNS or an operator outside the cluster that routes to the service network.
+  { name: 'service-address', env: 'MODELSHIP_SERVICE_ADDRESS', type: 'string', default: 'dns' },
+  { name: 'service-url-template', env: 'MODELSHIP_SERVICE_URL_TEMPLATE', type: 'string', default: '' },
+  { name: 'watch-namespaces', env: 'MODELSHIP_WATCH_NAMESPACES', type: 'string', default: '' },
+];
+
+export interface OperatorFlags {
+  /** Unset: KUBECONFIG, ~/.kube/config or the in-cluster service account (kubeconfig.ts decides). */
+  kubeconfig: string | undefined;
+  metricsPort: number;
+  metricsHost: string;
+  concurrency: number;
+  leaderElect: boolean;
+  leaderElectionNamespace: string;
+  fetcherImage: string;
+  resyncSeconds: number;
+  serviceAddress: 'dns' | 'cluster-ip';
+  serviceUrlTemplate: string;
+  watchNamespaces: string[];
+}
+
+/** A command line or variable that does not parse: the operator says so and exits 2 (a usage error). */
+export class FlagError extends Error {
+  override name = 'FlagError';
+}
+
+const booleans: Record<string, boolean> = { true: true, t: true, 1: true, yes: true, false: false, f: false, 0: false, no: false };
+
+function parseBoolean(value: string, source: string): boolean {
+  const b = booleans[value.trim().toLowerCase()];
+  if (b === undefined) throw new FlagError(`${source}: "${value}" is not a boolean (true or false)`);
+  return b;
+}
+
+function parseInteger(value: string, source: string, min: number, max: number): number {
+  const n = Number(value.trim());
+  if (!/^\s*\d+\s*$/.test(value) || n < min || n > max) throw new FlagError(`${source}: "${value}" must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/**
+ * A boolean flag given bare takes no value, so the argument after it is never swallowed; given with
+ * `=`, it takes that value. parseArgs knows only value-less booleans, so booleans are read as strings
+ * and a bare one is rewritten to `=true` first.
+ */
+function normalise(argv: string[]): string[] {
+  const bools = new Set(flagDefinitions.filter((f) => f.type === 'boolean').map((f) => `--${f.name}`));
+  return argv.map((arg) => (bools.has(arg) ? `${arg}=true` : arg));
+}
+
+export function parseOperatorFlags(argv: string[], env: NodeJS.ProcessEnv = process.env): OperatorFlags {
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: normalise(argv),
+      options: Object.fromEntries(flagDefinitions.map((f) => [f.name, { type: 'string' as const }])),
+      strict: true,
+      allowPositionals: false,
+    }) as { values: Record<string, string | undefined> });
+  } catch (err) {
+    throw new FlagError((err as Error).message);
+  }
+  const raw = (name: string): { value: string; source: string } => {
+    const def = flagDefinitions.find((f) => f.name === name)!;
+    const flag = values[name];
+    if (flag !== undefined) return { value: flag, source: `--${name}` };
+    // KUBECONFIG is a list that kubeconfig.ts reads itself; only the flag names one file.
+    const fromEnv = def.env === 'KUBECONFIG' ? undefined : env[def.env];
+    if (fromEnv !== undefined) return { value: fromEnv, source: def.env };
+    if (name === 'leader-election-namespace') return { value: env.POD_NAMESPACE || 'default', source: 'POD_NAMESPACE' };
+    return { value: def.default, source: `the default of --${name}` };
+  };
+  const str = (name: string) => raw(name).value;
+  const int = (name: string, min: number, max: number) => {
+    const { value, source } = raw(name);
+    return parseInteger(value, source, min, max);
+  };
+  const leaderElect = raw('leader-elect');
+  const serviceAddress = raw('service-address');
+  if (serviceAddress.value !== 'dns' && serviceAddress.value !== 'cluster-ip') {
+    throw new FlagError(`${serviceAddress.source}: must be dns or cluster-ip, not "${serviceAddress.value}"`);
+  }
+  return {
+    kubeconfig: values.kubeconfig || undefined,
+    metricsPort: int('metrics-port', 0, 65_535),
+    metricsHost: str('metrics-host'),
+    concurrency: int('concurrency', 1, 1_000),
+    leaderElect: parseBoolean(leaderElect.value, leaderElect.source),
+    leaderElectionNamespace: str('leader-election-namespace'),
+    fetcherImage: str('fetcher-image'),
+    resyncSeconds: int('resync-seconds', 1, 7 * 24 * 3600),
+    serviceAddress: serviceAddress.value,
+    serviceUrlTemplate: str('service-url-template'),
+    watchNamespaces: str('watch-namespaces').split(',').map((n) => n.trim()).filter(Boolean),
+  };
+}
