@@ -1,6 +1,13 @@
 // Pure judgement of measurements: bounds, stable comparison, prediction agreement, failure counting,
 // and which checks are due. The providers (prometheus.ts, http.ts, webhook.ts) only measure.
-import type { Bounds, Check, CheckResult, StableComparison } from '../../api/generated.js';
+import type { Bounds, Check, CheckResult, ModelDeploymentSpec, StableComparison } from '../../api/generated.js';
+
+export const defaultAnalysisIntervalMs = 30_000;
+
+/** The checks analysed during a rollout; podHealth is built in and judged from observations. */
+export function analysisChecks(spec: ModelDeploymentSpec): Check[] {
+  return (spec.rollout?.analysis?.checks ?? []).filter((c) => !c.podHealth);
+}
 
 export type Phase = 'Passed' | 'Failed' | 'Inconclusive' | 'Error';
 

@@ -2,11 +2,10 @@
 // measurements into the rollout's results. What they mean is decided in plan.ts.
 import type { CheckResult, ModelDeployment } from '../../api/generated.js';
 import { revisionHash } from '../../api/revision.js';
-import type { KubeObject } from '../../runtime/kube.js';
+import type { KubeObject } from '../../api/object.js';
 import { servicePort } from '../desired/service.js';
-import { analysisChecks, defaultAnalysisIntervalMs } from '../plan.js';
 import { BackgroundRuns } from './background.js';
-import { dueChecks, durationMs, recordResult, type Measurement } from './evaluate.js';
+import { analysisChecks, defaultAnalysisIntervalMs, dueChecks, durationMs, recordResult, type Measurement } from './evaluate.js';
 import { measureCheck, type MeasureTarget } from './measure.js';
 
 /** Where a Service answers, from the operator's point of view. */
@@ -34,8 +33,11 @@ function canaryUnderAnalysis(md: ModelDeployment): string | undefined {
   return canary && canary === revisionHash(md.spec) && status.rejectedRevision?.hash !== canary ? canary : undefined;
 }
 
-/** Results for the canary now, or undefined when no canary is being analysed. */
-export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl: ServiceUrl): Promise<CheckResult[] | undefined> {
+/**
+ * Results for the canary now, or undefined when no canary is being analysed or `signal` abandoned the
+ * run. Each due check's measurement is folded into the result `md`'s status holds for it.
+ */
+export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl: ServiceUrl, signal?: AbortSignal): Promise<CheckResult[] | undefined> {
   const status = md.status ?? {};
   const canary = canaryUnderAnalysis(md);
   const stable = status.stableRevision?.hash;
@@ -61,7 +63,9 @@ export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl:
       step: status.rollout?.step, steps: status.rollout?.steps, dataset: md.spec.model.dataset,
     },
   };
-  const measured = await Promise.all(due.map(async (check): Promise<[string, Measurement]> => [check.name, await measureCheck(check, target)]));
+  const measured = await Promise.all(due.map(async (check): Promise<[string, Measurement]> => [check.name, await measureCheck(check, target, signal)]));
+  // An abandoned request reads as an error measurement; it says nothing about the canary.
+  if (signal?.aborted) return undefined;
   const at = now.toISOString();
   return checks.map((c) => {
     const m = measured.find(([n]) => n === c.name)?.[1];
@@ -70,9 +74,25 @@ export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl:
   }).filter((r): r is CheckResult => !!r);
 }
 
+/** A finished run: the results to decide with, and which of them it measured. */
+interface AnalysisRun {
+  results: CheckResult[];
+  measured: { check: string; at: string }[];
+}
+
+/** Results in `next` that are not in `prior`: the measurements a run took. */
+export function newMeasurements(next: CheckResult[], prior: CheckResult[]): { check: string; at: string }[] {
+  return next.filter((r) => r.at !== undefined && prior.find((p) => p.check === r.check)?.at !== r.at).map((r) => ({ check: r.check, at: r.at! }));
+}
+
+/** Whether `results` (from status) hold each measurement, or a newer one for the same check. */
+export function holdsMeasurements(results: CheckResult[] | undefined, measured: { check: string; at: string }[]): boolean {
+  return measured.every((m) => (results ?? []).some((r) => r.check === m.check && r.at !== undefined && (r.at === m.at || Date.parse(r.at) > Date.parse(m.at))));
+}
+
 /** Rollout analysis, measured in the background (see BackgroundRuns). */
 export class AnalysisRunner {
-  private readonly runs: BackgroundRuns<CheckResult[]>;
+  private readonly runs: BackgroundRuns<AnalysisRun>;
 
   constructor(
     private readonly serviceUrl: ServiceUrl,
@@ -82,7 +102,11 @@ export class AnalysisRunner {
     this.runs = new BackgroundRuns(onFinished);
   }
 
-  /** The results to decide with now: the newest finished run's, else what status holds. */
+  /**
+   * The results to decide with now: the newest finished run's until status records them, else what
+   * status holds. Polling again before status records a run gives the same results, so a measurement
+   * is neither lost to a failed status write nor counted twice.
+   */
   poll(md: ModelDeployment, now: Date): CheckResult[] | undefined {
     const { namespace = '', name = '' } = md.metadata ?? {};
     const key = `${namespace}/${name}`;
@@ -94,18 +118,22 @@ export class AnalysisRunner {
     }
     // A run for another canary or an earlier step does not describe this one.
     const tag = `${canary}@${status.rollout?.stepStartedAt ?? ''}`;
-    const fresh = this.runs.take(key, tag);
+    const fresh = this.runs.current(key, tag, (run) => holdsMeasurements(status.analysis?.results, run.measured));
     const checks = analysisChecks(md.spec);
-    const current = fresh ?? status.analysis?.results?.filter((r) => checks.some((c) => c.name === r.check)) ?? [];
+    const current = fresh?.results ?? status.analysis?.results?.filter((r) => checks.some((c) => c.name === r.check)) ?? [];
     const view: ModelDeployment = { ...md, status: { ...status, analysis: { results: current } } };
     const since = status.rollout?.stepStartedAt ? Date.parse(status.rollout.stepStartedAt) : now.getTime();
     const interval = durationMs(md.spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs);
     if (!this.runs.busy(key) && dueChecks(checks, current, since, now.getTime(), interval).length > 0) {
-      this.runs.start(namespace, name, tag, () => this.measure(view, now, this.serviceUrl));
+      this.runs.start(namespace, name, tag, async (signal) => {
+        const results = await this.measure(view, now, this.serviceUrl, signal);
+        return results && { results, measured: newMeasurements(results, current) };
+      });
     }
     return current;
   }
 
+  /** Aborts the key's run and drops its results (the ModelDeployment is gone). */
   forget(key: string): void {
     this.runs.forget(key);
   }

@@ -7,7 +7,8 @@ import { BackgroundRuns } from '../analysis/background.js';
 import { dueChecks, type Measurement } from '../analysis/evaluate.js';
 import { measureCheck } from '../analysis/measure.js';
 import { renderQuery, vectorQuery, type QueryVars } from '../analysis/prometheus.js';
-import type { ServiceUrl } from '../analysis/run.js';
+import { holdsMeasurements, newMeasurements, type ServiceUrl } from '../analysis/run.js';
+import { requestSignal } from '../analysis/abort.js';
 import { servicePort } from '../desired/service.js';
 import { requestedOperations } from '../rollout/operations.js';
 import { defaultDriftWindow, measuredChecks, monitoringIntervalMs, recordMonitoringResult, type Delivery, type MonitoringInput } from './decide.js';
@@ -30,11 +31,11 @@ function captureRequested(md: ModelDeployment, hash: string): boolean {
 }
 
 /** The live histogram over the window, as observations per bucket, evaluated at `now`. */
-export async function measureDrift(check: Check, vars: QueryVars, baseline: DriftBaseline | undefined, now: Date): Promise<{ measurement: Measurement; baseline?: DriftBaseline }> {
+export async function measureDrift(check: Check, vars: QueryVars, baseline: DriftBaseline | undefined, now: Date, signal?: AbortSignal): Promise<{ measurement: Measurement; baseline?: DriftBaseline }> {
   const d = check.drift!;
   const promql = `sum by (le) (increase(${renderQuery(d.histogram, vars)}[${d.window ?? defaultDriftWindow}]))`;
   try {
-    const series = await vectorQuery(d.prometheus.address, promql, 10_000, now);
+    const series = await vectorQuery(d.prometheus.address, promql, 10_000, now, signal);
     const live = bucketsFromCumulative(series.filter((s) => s.labels.le !== undefined).map((s) => ({ le: s.labels.le!, value: s.value })));
     return judgeDrift(check, baseline, live, now.toISOString());
   } catch (err) {
@@ -43,7 +44,7 @@ export async function measureDrift(check: Check, vars: QueryVars, baseline: Drif
 }
 
 /** Calls the monitoring webhook for a pending transition. */
-export async function deliverNotification(md: ModelDeployment, n: PendingNotification): Promise<Delivery> {
+export async function deliverNotification(md: ModelDeployment, n: PendingNotification, signal?: AbortSignal): Promise<Delivery> {
   const w = md.spec.monitoring!.webhook!;
   const { namespace = '', name = '', uid = '' } = md.metadata ?? {};
   const stable = md.status?.stableRevision;
@@ -67,7 +68,7 @@ export async function deliverNotification(md: ModelDeployment, n: PendingNotific
       // The delivery id lets a receiver drop a repeat (a crash between a delivery and its status write).
       headers: { 'content-type': 'application/json', 'x-modelship-delivery': `${uid}/${n.at}`, ...w.headers },
       body: JSON.stringify(context),
-      signal: AbortSignal.timeout((w.timeoutSeconds ?? 10) * 1000),
+      signal: requestSignal((w.timeoutSeconds ?? 10) * 1000, signal),
     });
     const text = (await res.text()).slice(0, 300);
     return res.ok ? { drifting: n.drifting, at: n.at!, ok: true } : { drifting: n.drifting, at: n.at!, ok: false, error: `HTTP ${res.status}${text ? `: ${text}` : ''}` };
@@ -76,8 +77,11 @@ export async function deliverNotification(md: ModelDeployment, n: PendingNotific
   }
 }
 
-/** Measures the due checks (capturing missing drift baselines) and delivers a due notification. */
-export async function runDueMonitoring(md: ModelDeployment, view: MonitoringInput, now: Date, serviceUrl: ServiceUrl, deliver: boolean): Promise<MonitoringInput> {
+/**
+ * Measures the due checks (capturing missing drift baselines) and delivers a due notification;
+ * undefined when `signal` abandoned the run.
+ */
+export async function runDueMonitoring(md: ModelDeployment, view: MonitoringInput, now: Date, serviceUrl: ServiceUrl, deliver: boolean, signal?: AbortSignal): Promise<MonitoringInput | undefined> {
   const spec = md.spec;
   const { namespace = '', name = '' } = md.metadata ?? {};
   const hash = view.revision;
@@ -89,7 +93,7 @@ export async function runDueMonitoring(md: ModelDeployment, view: MonitoringInpu
     let m: Measurement;
     let baseline: DriftBaseline | undefined;
     if (check.drift) {
-      ({ measurement: m, baseline } = await measureDrift(check, vars, view.baselines.find((b) => b.check === check.name), now));
+      ({ measurement: m, baseline } = await measureDrift(check, vars, view.baselines.find((b) => b.check === check.name), now, signal));
     } else {
       const stable = md.status?.stableRevision;
       m = await measureCheck(check, {
@@ -98,7 +102,7 @@ export async function runDueMonitoring(md: ModelDeployment, view: MonitoringInpu
           modelDeployment: { namespace, name }, monitoring: true,
           stable: { revision: hash, modelVersion: stable?.modelVersion, modelURI: stable?.modelURI, url },
         },
-      });
+      }, signal);
     }
     return { result: recordMonitoringResult(check, view.results.find((r) => r.check === check.name), m, at, spec.monitoring?.inconclusive), ...(baseline ? { baseline } : {}) };
   }));
@@ -107,13 +111,34 @@ export async function runDueMonitoring(md: ModelDeployment, view: MonitoringInpu
   const results = checks.map((c) => latest(c)?.result ?? view.results.find((r) => r.check === c.name)).filter((r): r is CheckResult => !!r);
   const baselines = checks.filter((c) => c.drift).map((c) => latest(c)?.baseline ?? view.baselines.find((b) => b.check === c.name)).filter((b): b is DriftBaseline => !!b);
   const n = md.status?.monitoring?.notification;
-  const delivery = deliver && n ? await deliverNotification(md, n) : undefined;
+  const delivery = deliver && n && !signal?.aborted ? await deliverNotification(md, n, signal) : undefined;
+  // An abandoned request reads as an error or a refused delivery; it says nothing about the model.
+  if (signal?.aborted) return undefined;
   return { revision: hash, results, baselines, ...(delivery ? { delivery } : {}) };
 }
 
-/** Monitoring, measured in the background. */
+/** A finished run: what to decide with, and what status must show once it has recorded the run. */
+interface MonitoringRun {
+  input: MonitoringInput;
+  measured: { check: string; at: string }[];
+  /** The attempt count of the notification the run delivered, as status had it when the run started. */
+  deliveredAttempt?: number;
+}
+
+/** Whether status has recorded the run: its measurements, and the outcome of its delivery. */
+function recordedInStatus(md: ModelDeployment, run: MonitoringRun): boolean {
+  const monitoring = md.status?.monitoring;
+  if (monitoring?.revision !== run.input.revision || !holdsMeasurements(monitoring.results, run.measured)) return false;
+  const d = run.input.delivery;
+  const n = monitoring.notification;
+  // The decision counts a failed delivery as one more attempt; the same delivery must not count twice.
+  const pending = !!d && !!n && n.at === d.at && n.drifting === d.drifting && (n.attempts ?? 0) === run.deliveredAttempt;
+  return !pending;
+}
+
+/** Monitoring, measured in the background (see BackgroundRuns). */
 export class MonitoringRunner {
-  private readonly runs: BackgroundRuns<MonitoringInput>;
+  private readonly runs: BackgroundRuns<MonitoringRun>;
 
   constructor(
     private readonly serviceUrl: ServiceUrl,
@@ -123,7 +148,10 @@ export class MonitoringRunner {
     this.runs = new BackgroundRuns(onFinished);
   }
 
-  /** What to decide with now: the newest finished run's results, else what status holds. */
+  /**
+   * What to decide with now: the newest finished run's results until status records them, else what
+   * status holds. Polling again before status records a run gives the same input.
+   */
   poll(md: ModelDeployment, now: Date): MonitoringInput | undefined {
     const { namespace = '', name = '' } = md.metadata ?? {};
     const key = `${namespace}/${name}`;
@@ -132,10 +160,14 @@ export class MonitoringRunner {
       this.runs.forget(key);
       return undefined;
     }
-    const fresh = this.runs.take(key, hash);
+    const capture = captureRequested(md, hash);
+    // A run begun before the capture measures against baselines that are being replaced; its result
+    // would bring them back.
+    if (capture) this.runs.forget(key);
+    const fresh = this.runs.current(key, hash, (run) => recordedInStatus(md, run))?.input;
     const prior = md.status?.monitoring?.revision === hash ? md.status.monitoring : undefined;
     let current: MonitoringInput = fresh ?? { revision: hash, results: prior?.results ?? [], baselines: prior?.baselines ?? [] };
-    if (captureRequested(md, hash)) {
+    if (capture) {
       // Baselines captured again from the live window: the drift checks are due now.
       const drift = new Set((md.spec.monitoring?.checks ?? []).filter((c) => c.drift).map((c) => c.name));
       current = { ...current, baselines: [], results: current.results.filter((r) => !drift.has(r.check)) };
@@ -147,8 +179,17 @@ export class MonitoringRunner {
     const due = dueChecks(measuredChecks(spec), current.results, 0, now.getTime(), monitoringIntervalMs(spec));
     if (!this.runs.busy(key) && (due.length > 0 || deliver)) {
       const view = { revision: hash, results: current.results, baselines: current.baselines };
-      this.runs.start(namespace, name, hash, () => this.run(md, view, now, this.serviceUrl, deliver));
+      const deliveredAttempt = deliver ? n.attempts ?? 0 : undefined;
+      this.runs.start(namespace, name, hash, async (signal) => {
+        const input = await this.run(md, view, now, this.serviceUrl, deliver, signal);
+        return input && { input, measured: newMeasurements(input.results, view.results), ...(deliveredAttempt !== undefined ? { deliveredAttempt } : {}) };
+      });
     }
     return current;
+  }
+
+  /** Aborts the key's run and drops its results (the ModelDeployment is gone). */
+  forget(key: string): void {
+    this.runs.forget(key);
   }
 }
