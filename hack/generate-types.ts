@@ -37,7 +37,7 @@ export async function generateTypes(): Promise<string> {
   return compile(schema, 'ModelDeployment', {
     bannerComment: [
       '// Generated from crds/modeldeployments.modelship.io.yaml by hack/generate-types.ts. Do not edit.',
-      "import type { ObjectMeta } from '../runtime/kube.js';",
+      "import type { ObjectMeta } from './object.js';",
     ].join('\n'),
     additionalProperties: false,
     ignoreMinAndMaxItems: true,

@@ -26,6 +26,7 @@ export const flagDefinitions: readonly FlagDefinition[] = [
   { name: 'service-address', env: 'MODELSHIP_SERVICE_ADDRESS', type: 'string', default: 'dns' },
   { name: 'service-url-template', env: 'MODELSHIP_SERVICE_URL_TEMPLATE', type: 'string', default: '' },
   { name: 'watch-namespaces', env: 'MODELSHIP_WATCH_NAMESPACES', type: 'string', default: '' },
+  { name: 'max-concurrent-rollouts', env: 'MODELSHIP_MAX_CONCURRENT_ROLLOUTS', type: 'count', default: '20' },
 ];
 
 export interface OperatorFlags {
@@ -41,6 +42,8 @@ export interface OperatorFlags {
   serviceAddress: 'dns' | 'cluster-ip';
   serviceUrlTemplate: string;
   watchNamespaces: string[];
+  /** Rollouts in progress at once, cluster-wide; 0: no limit. */
+  maxConcurrentRollouts: number;
 }
 
 /** A command line or variable that does not parse: the operator says so and exits 2 (a usage error). */
@@ -116,5 +119,6 @@ export function parseOperatorFlags(argv: string[], env: NodeJS.ProcessEnv = proc
     serviceAddress: serviceAddress.value,
     serviceUrlTemplate: str('service-url-template'),
     watchNamespaces: str('watch-namespaces').split(',').map((n) => n.trim()).filter(Boolean),
+    maxConcurrentRollouts: int('max-concurrent-rollouts', 0, 1_000_000),
   };
 }

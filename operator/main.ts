@@ -9,6 +9,7 @@ import { FlagError, parseOperatorFlags, type OperatorFlags } from './flags.js';
 import { Controller } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
 import { WriteExpectations } from './runtime/expectations.js';
+import { RolloutSlots, holdsRolloutSlot } from './runtime/rollout-slots.js';
 import { startHealthServer } from './runtime/health.js';
 import { Informer, NamespacedInformers, type InformerHandlers, type InformerOptions, type ObjectCache } from './runtime/informer.js';
 import { ApiError, KubeClient, userAgentPrefix, writeMethods, type KubeObject, type ResourceType } from './runtime/kube.js';
@@ -111,10 +112,12 @@ async function runOperator(argv: string[]): Promise<void> {
     }
     return !term.aborted;
   };
+  const rolloutSlots = new RolloutSlots(flags.maxConcurrentRollouts);
   const caches: ReconcilerDeps['caches'] = {
     modelDeployments: informer<ModelDeployment & KubeObject>(Resources.ModelDeployment, {
       onUpsert: (md, old) => {
         expectations.observe(`${md.metadata?.namespace}/${md.metadata?.name}`, md.metadata?.resourceVersion);
+        rolloutSlots.observe(`${md.metadata?.namespace}/${md.metadata?.name}`, holdsRolloutSlot(md.status));
         // Status-only updates (our own writes) carry no new generation and need no reconcile, unless
         // annotations changed (manual operations).
         if (old && old.metadata?.generation === md.metadata?.generation
@@ -123,6 +126,10 @@ async function runOperator(argv: string[]): Promise<void> {
       },
       onDelete: (md) => {
         expectations.forget(`${md.metadata?.namespace}/${md.metadata?.name}`);
+        rolloutSlots.forget(`${md.metadata?.namespace}/${md.metadata?.name}`);
+        // A deleted object's checks in flight are cancelled, not left to run to their timeouts.
+        deps.analysis.forget(`${md.metadata?.namespace}/${md.metadata?.name}`);
+        deps.monitoring.forget(`${md.metadata?.namespace}/${md.metadata?.name}`);
         metrics.forget(md.metadata?.namespace ?? '', md.metadata?.name ?? '');
       },
     }),
@@ -157,7 +164,7 @@ async function runOperator(argv: string[]): Promise<void> {
   const serviceUrl = flags.serviceUrlTemplate ? serviceUrlFromTemplate(flags.serviceUrlTemplate)
     : flags.serviceAddress === 'cluster-ip' ? clusterIpServiceUrl((namespace, name) => caches.services.get(namespace, name)) : inClusterServiceUrl;
   const deps: ReconcilerDeps = {
-    client, events, log, metrics, fetcherImage: flags.fetcherImage, caches, expectations,
+    client, events, log, metrics, fetcherImage: flags.fetcherImage, caches, expectations, rolloutSlots,
     externalMetricsAvailable: () => externalMetrics,
     analysis: new AnalysisRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),
     monitoring: new MonitoringRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),

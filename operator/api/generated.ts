@@ -1,5 +1,5 @@
 // Generated from crds/modeldeployments.modelship.io.yaml by hack/generate-types.ts. Do not edit.
-import type {ObjectMeta} from '../runtime/kube.js';
+import type {ObjectMeta} from './object.js';
 
 /**
  * A trained model served in production, with safe rollout of new versions.
@@ -347,6 +347,7 @@ export interface ModelDeploymentStatus {
    */
   retiring?: RetiringRevision[];
   rejectedRevision?: RejectedRevision;
+  runtimeUpgrade?: RuntimeUpgrade;
   /**
    * @maxItems 100
    */
@@ -469,7 +470,7 @@ export interface RetiringRevision {
   scaleDownAt: string;
   reason?: string;
   /**
-   * Still taking traffic until the stable revision is back at full capacity (a rollback under capacity Shift).
+   * Still taking the traffic the stable revision cannot carry yet (it is scaling back up after an abort, a rollback or a supersede); removed only once it carries none.
    */
   draining?: boolean;
 }
@@ -477,6 +478,17 @@ export interface RejectedRevision {
   hash: string;
   modelVersion?: string;
   reason?: string;
+  at?: string;
+}
+/**
+ * The serving revision's pods moving to the images this operator runs (released with the modelship.io/upgrade-runtime annotation); cleared once every replica runs them.
+ */
+export interface RuntimeUpgrade {
+  revision: string;
+  /**
+   * The images the pods move to.
+   */
+  images?: string;
   at?: string;
 }
 export interface HistoryEntry {

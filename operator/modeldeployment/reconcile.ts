@@ -2,14 +2,16 @@
 // apply (server-side apply, only what differs) → delete → one status write, only when it changed.
 import { createHash } from 'node:crypto';
 import type { ModelDeployment } from '../api/generated.js';
-import { canonicalJson } from '../api/revision.js';
+import { canonicalJson, revisionHash } from '../api/revision.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { ObjectCache } from '../runtime/informer.js';
 import { ApiError, isConflict, isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
 import type { Logger } from '../runtime/logger.js';
 import type { WriteExpectations } from '../runtime/expectations.js';
+import { holdsRolloutSlot, type RolloutSlots } from '../runtime/rollout-slots.js';
 import type { OperatorMetrics } from '../runtime/metrics.js';
 import { Resources } from '../runtime/resources.js';
+import { isSubset } from './desired/compare.js';
 import { revisionLabel } from './labels.js';
 import { gitOpsConditions, plan, type Plan } from './plan.js';
 import type { AnalysisRunner } from './analysis/run.js';
@@ -43,6 +45,8 @@ export interface ReconcilerDeps {
   monitoring: MonitoringRunner;
   /** Our last status write per key, until the cache has caught up with it. */
   expectations: WriteExpectations;
+  /** The cluster-wide limit on rollouts in progress; absent: no limit. */
+  rolloutSlots?: RolloutSlots;
   now?: () => Date;
 }
 
@@ -65,19 +69,7 @@ export function appliedHash(obj: KubeObject): string {
   return createHash('sha256').update(canonicalJson(obj)).digest('hex').slice(0, 16);
 }
 
-/** True when every field of `want` has the same value in `have` (extra fields in `have` are others'). */
-export function isSubset(want: unknown, have: unknown): boolean {
-  if (want === have) return true;
-  if (typeof want === 'number' && typeof have === 'string') return String(want) === have;
-  if (Array.isArray(want)) {
-    return Array.isArray(have) && want.length === have.length && want.every((w, i) => isSubset(w, have[i]));
-  }
-  if (want && typeof want === 'object') {
-    if (!have || typeof have !== 'object') return false;
-    return Object.entries(want as Record<string, unknown>).every(([k, v]) => isSubset(v, (have as Record<string, unknown>)[k]));
-  }
-  return false;
-}
+export { isSubset };
 
 function ownedBy(md: ModelDeployment, obj: KubeObject): boolean {
   return !!obj.metadata?.ownerReferences?.some((r) => r.uid === md.metadata?.uid);
@@ -105,6 +97,12 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
   const analysis = deps.analysis.poll(md, now);
   const monitoring = deps.monitoring.poll(md, now);
   const liveRoute = caches.httpRoutes?.get(namespace, name);
+  // A slot is taken before deciding, when this decision may start a rollout (a new revision or a
+  // released runtime upgrade), and given back if it did not.
+  const operations = requestedOperations(md.metadata?.annotations);
+  const mayStart = !holdsRolloutSlot(md.status) && !!md.status?.stableRevision
+    && (revisionHash(md.spec) !== md.status.stableRevision.hash || operations.some((o) => o.kind === 'upgrade-runtime'));
+  const rolloutSlot = deps.rolloutSlots && mayStart ? deps.rolloutSlots.tryAcquire(key) : undefined;
   const liveService = caches.services.get(namespace, name);
   let decision: Plan = plan(md, {
     deployments, pods,
@@ -114,9 +112,11 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     fetcherImage: deps.fetcherImage, now, ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
     ...(analysis ? { analysis } : {}),
     ...(monitoring ? { monitoring } : {}),
-    operations: requestedOperations(md.metadata?.annotations),
+    operations,
     gatewayApiAvailable: caches.httpRoutes !== undefined,
+    ...(rolloutSlot !== undefined ? { rolloutSlot } : {}),
   });
+  if (rolloutSlot && !holdsRolloutSlot(decision.status)) deps.rolloutSlots?.release(key);
   let writes = 0;
   const cacheOf = (kind: string) => ({ Deployment: caches.deployments, Service: caches.services, HorizontalPodAutoscaler: caches.hpas, HTTPRoute: caches.httpRoutes }[kind]);
 

@@ -1,7 +1,7 @@
 // Conditions, phase and the serving summary, computed from what was observed. Pure.
 // Each condition has one owner here; lastTransitionTime only moves when the status value does.
 import type { Condition, ModelDeployment, ModelDeploymentStatus } from '../api/generated.js';
-import type { KubeObject } from '../runtime/kube.js';
+import type { KubeObject } from '../api/object.js';
 import { canonicalJson } from '../api/revision.js';
 
 export interface DeploymentObservation {

@@ -19,40 +19,10 @@ import { request as httpsRequest } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterAccess, Connection } from './kubeconfig.js';
 
-export interface ObjectMeta {
-  name?: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ownerReferences?: OwnerReference[];
-  managedFields?: unknown[];
-  deletionTimestamp?: string;
-  creationTimestamp?: string;
-  generateName?: string;
-}
-
-export interface OwnerReference {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  uid: string;
-  controller?: boolean;
-  blockOwnerDeletion?: boolean;
-}
-
-/** Anything with Kubernetes object metadata: what the client methods accept. */
-export interface ObjectLike {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: ObjectMeta;
-}
-
-export interface KubeObject extends ObjectLike {
-  [key: string]: unknown;
-}
+// The plain object types live with the API types, so that pure code (api/, the desired builders, the
+// decision) never imports the client to name an object.
+export type { KubeObject, ObjectLike, ObjectMeta, OwnerReference } from '../api/object.js';
+import type { ObjectLike } from '../api/object.js';
 
 export interface KubeList<T> {
   metadata?: { resourceVersion?: string; continue?: string };

@@ -449,6 +449,9 @@ test('monitoring onFailure Rollback: the previous promoted revision comes back a
   w.monitoring = undefined;
   w.tick();
   t.is(w.replicasOf(v1), 2, 'v1 comes back at full size, with no steps (it was promoted recently)');
+  const restored = w.last.apply.find((o) => o.kind === 'Deployment' && o.metadata?.labels?.['modelship.io/revision'] === v1)!;
+  t.is(JSON.parse(restored.metadata!.annotations!['modelship.io/revision-spec']!).model.version, '1', 'built from its own spec, not the rejected one');
+  t.is(restored.metadata?.labels?.['modelship.io/model-version'], '1');
   t.is(w.replicasOf(v2), 2, 'v2 keeps its capacity until v1 serves');
   t.like(w.cond('Degraded'), { status: 'True', reason: 'RolledBack' });
   w.runUntil((x) => {

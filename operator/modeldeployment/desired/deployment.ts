@@ -1,10 +1,11 @@
 // The Deployment that serves one revision of a model. Pure: same inputs, same object.
 import type { ModelDeployment, Toleration } from '../../api/generated.js';
-import type { KubeObject } from '../../runtime/kube.js';
+import type { KubeObject } from '../../api/object.js';
 import { commonLabels, deploymentName, ownedMetadata, podLabels, revisionLabel, roleLabel, modelVersionLabel, type Role } from '../labels.js';
 import { modelMountPath } from '../presets.js';
 import type { ResolvedRuntime } from '../resolve.js';
 import { revisionSpecAnnotation, revisionSpecRecord } from '../rollout/revisions.js';
+import { runtimeImagesAnnotation, runtimeImagesRecord } from '../rollout/runtime-pin.js';
 
 export interface DeploymentInput {
   md: ModelDeployment;
@@ -142,7 +143,11 @@ export function desiredDeployment(input: DeploymentInput): KubeObject {
     metadata: {
       ...ownedMetadata(md, deploymentName(md, hash), { [revisionLabel]: hash, [roleLabel]: role, [modelVersionLabel]: spec.model.version }),
       // The revision's spec lives as long as its pods: trimming status.history cannot lose what serves.
-      annotations: { [revisionSpecAnnotation]: revisionSpecRecord(spec) },
+      // The images it runs are recorded too, so an operator upgrade does not change them (runtime-pin.ts).
+      annotations: {
+        [revisionSpecAnnotation]: revisionSpecRecord(spec),
+        [runtimeImagesAnnotation]: runtimeImagesRecord({ server: runtime.image, ...(sourcing.initContainers.length ? { fetcher: input.fetcherImage } : {}) }),
+      },
     },
     spec: {
       replicas,

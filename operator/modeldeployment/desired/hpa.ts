@@ -1,7 +1,7 @@
 // The autoscaling/v2 HPA `<md>`. It scales the ModelDeployment through its /scale subresource, never
 // a Deployment: the operator splits the replicas between revisions, so a canary cannot fight the HPA.
 import type { AutoscalingMetric, ModelDeployment } from '../../api/generated.js';
-import type { KubeObject } from '../../runtime/kube.js';
+import type { KubeObject } from '../../api/object.js';
 import { ownedMetadata } from '../labels.js';
 
 /** The External metric name a Prometheus autoscaling metric is published under by an adapter. */

@@ -2,7 +2,7 @@
 // `<md>-canary`, a rule sending tagged requests (the canary header) to the canary, and a RequestMirror
 // filter for shadow steps. Weights are exact here, unlike ReplicaRatio's pod share.
 import type { ModelDeployment } from '../../api/generated.js';
-import type { KubeObject } from '../../runtime/kube.js';
+import type { KubeObject } from '../../api/object.js';
 import { ownedMetadata } from '../labels.js';
 import { servicePort } from './service.js';
 

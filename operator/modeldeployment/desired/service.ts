@@ -1,7 +1,7 @@
 // The Service `<md>` in front of every serving revision (ReplicaRatio routing: the canary's share of
 // traffic follows its share of ready pods).
 import type { ModelDeployment } from '../../api/generated.js';
-import type { KubeObject } from '../../runtime/kube.js';
+import type { KubeObject } from '../../api/object.js';
 import { instanceLabel, managedBy, managedByLabel, ownedMetadata, revisionLabel, roleLabel, type Role } from '../labels.js';
 
 export function servicePort(md: ModelDeployment): number {

@@ -1,6 +1,8 @@
 // Manual operations: annotations whose value is the revision hash they apply to (api.md).
 //   modelship.io/promote: <hash> | <hash>/full    modelship.io/abort: <hash>    modelship.io/retry: <hash>
 //   modelship.io/capture-baseline: <hash>   (monitoring: capture the drift baselines again from now)
+//   modelship.io/upgrade-runtime: <hash>    (roll the serving revision's pods over to the images this
+//                                            operator runs; an operator upgrade never does it by itself)
 //
 // Each acts exactly once. Acting takes two writes (status records the effect, then the annotation is
 // removed), and a crash or a stale cache between them must not act again. So an operation is first
@@ -13,8 +15,9 @@ export const promoteAnnotation = 'modelship.io/promote';
 export const captureBaselineAnnotation = 'modelship.io/capture-baseline';
 export const abortAnnotation = 'modelship.io/abort';
 export const retryAnnotation = 'modelship.io/retry';
+export const upgradeRuntimeAnnotation = 'modelship.io/upgrade-runtime';
 
-export type OperationKind = 'promote' | 'promote-full' | 'abort' | 'retry' | 'capture-baseline';
+export type OperationKind = 'promote' | 'promote-full' | 'abort' | 'retry' | 'capture-baseline' | 'upgrade-runtime';
 
 export interface Operation {
   kind: OperationKind;
@@ -28,7 +31,7 @@ export interface Operation {
   step?: number;
 }
 
-const order = [abortAnnotation, retryAnnotation, captureBaselineAnnotation, promoteAnnotation];
+const order = [abortAnnotation, retryAnnotation, captureBaselineAnnotation, upgradeRuntimeAnnotation, promoteAnnotation];
 
 function parseOperation(annotation: string, raw: string): Operation {
   const [request = '', ...binding] = raw.trim().split(';');
@@ -37,7 +40,8 @@ function parseOperation(annotation: string, raw: string): Operation {
   const step = /^-?\d{1,4}$/.test(fields.step ?? '') ? Number(fields.step) : undefined;
   const [revision = '', mode] = request.trim().split('/');
   const kind: OperationKind = annotation === promoteAnnotation ? (mode === 'full' ? 'promote-full' : 'promote')
-    : annotation === abortAnnotation ? 'abort' : annotation === retryAnnotation ? 'retry' : 'capture-baseline';
+    : annotation === abortAnnotation ? 'abort' : annotation === retryAnnotation ? 'retry'
+      : annotation === upgradeRuntimeAnnotation ? 'upgrade-runtime' : 'capture-baseline';
   return { kind, revision: revision.trim(), annotation, value: raw, ...(id !== undefined ? { id } : {}), ...(step !== undefined ? { step } : {}) };
 }
 

@@ -6,7 +6,7 @@
 // it is the fallback for revisions that no longer have a Deployment (a rollback target).
 import type { ModelDeployment, ModelDeploymentSpec } from '../../api/generated.js';
 import { canonicalJson, revisionHash, revisionSpec } from '../../api/revision.js';
-import type { KubeObject } from '../../runtime/kube.js';
+import type { KubeObject } from '../../api/object.js';
 
 export const revisionSpecAnnotation = 'modelship.io/revision-spec';
 
