@@ -2,19 +2,9 @@
 // never processed by two workers at once (a key added while it is processed is queued again when
 // processing ends), failures back off exponentially per key, and timers re-add keys later.
 
-export interface BackoffOptions {
-  baseMs: number;
-  maxMs: number;
-}
+import { backoffDelay, defaultBackoff, type BackoffOptions } from '../backoff.js';
 
-export const defaultBackoff: BackoffOptions = { baseMs: 5, maxMs: 1_000_000 };
-
-/** Per-key exponential backoff: base × 2^failures, capped. Pure, so the schedule is testable. */
-export function backoffDelay(failures: number, opts: BackoffOptions = defaultBackoff): number {
-  if (failures <= 0) return 0;
-  const exp = Math.min(failures - 1, 40);
-  return Math.min(opts.maxMs, opts.baseMs * 2 ** exp);
-}
+export { backoffDelay, defaultBackoff, type BackoffOptions };
 
 export interface QueueObserver {
   onDepth?(depth: number): void;

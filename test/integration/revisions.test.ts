@@ -10,6 +10,7 @@ import { TestNamespaces, waitFor } from '../cluster/cluster.js';
 import { writesSince, type AuditEvent } from '../support/audit.js';
 import { modelDeployment, withEnv, withReplicas, withSpec, withVersion, type Option } from '../support/builders.js';
 import { adminClient, installCrd, installGatewayApi } from '../support/crd.js';
+import { health } from '../support/lua.js';
 import { OperatorProcess } from '../support/operator-process.js';
 import { TrafficSampler } from '../support/traffic-sampler.js';
 
@@ -214,6 +215,10 @@ test('a Service the ModelDeployment does not own, named like its main Service, i
     if (ready.status !== 'False') problems.push(`Ready is ${ready.status} with reason OwnershipConflict`);
     if (!/Service/.test(ready.message ?? '') || !/\bm\b/.test(ready.message ?? '')) problems.push(`the message does not name Service m: ${ready.message}`);
   } else problems.push(`Ready: ${JSON.stringify(ready)}`);
+  // GitOps tools read it as a failure, not as something still on its way.
+  if (cond(md, 'Stalled')?.status !== 'True') problems.push(`Stalled: ${JSON.stringify(cond(md, 'Stalled'))}`);
+  const argo = await health(md);
+  if (argo.status !== 'Degraded' || !/^OwnershipConflict: /.test(argo.message)) problems.push(`Argo CD health: ${JSON.stringify(argo)}`);
   await expectEventually(problems, 'a Warning Event with reason OwnershipConflict', async () => {
     const events = await client.list<Obj & { reason?: string; type?: string; regarding?: { name?: string } }>(Resources.Event, { namespace: ns });
     return events.items.some((e) => e.reason === 'OwnershipConflict' && e.type === 'Warning' && e.regarding?.name === 'm');

@@ -2,7 +2,8 @@
 -- Healthy: the stable revision serves and no rollout runs. Progressing: a rollout runs, or the operator
 -- has not yet seen the current spec (observedGeneration). Suspended: the rollout waits (manual gate,
 -- spec.paused, inconclusive analysis, no capacity). Degraded: a revision was rolled back or aborted, a
--- progress deadline passed, the spec cannot be served, or monitoring finds the model drifting.
+-- progress deadline passed, the spec cannot be served or is stalled (Stalled=True), or monitoring finds
+-- the model drifting.
 local hs = {}
 local function condition(t)
   if obj.status ~= nil and obj.status.conditions ~= nil then
@@ -31,6 +32,14 @@ end
 if degraded ~= nil and degraded.status == "True" then
   hs.status = "Degraded"
   hs.message = degraded.reason .. ": " .. (degraded.message or "")
+  return hs
+end
+-- Stalled: nothing moves without a change to the spec (an object the ModelDeployment does not own, a
+-- serving revision whose spec is lost, and the cases above).
+local stalled = condition("Stalled")
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = stalled.reason .. ": " .. (stalled.message or "")
   return hs
 end
 -- A model whose monitoring checks fail still serves, but its answers can no longer be trusted.

@@ -12,7 +12,7 @@
 //    transition, retried with backoff until it answers 2xx; the pending call lives in status, so a
 //    restarted operator neither forgets it nor repeats a delivered one.
 import type { Check, CheckResult, Condition, DriftBaseline, ModelDeploymentSpec, MonitoringStatus, PendingNotification } from '../../api/generated.js';
-import { backoffDelay } from '../../runtime/workqueue.js';
+import { backoffDelay } from '../../backoff.js';
 import { durationMs, recordResult, type Measurement } from '../analysis/evaluate.js';
 import type { PodTrouble } from '../status.js';
 

@@ -180,8 +180,8 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
   d.statusPhase = held && held !== 'Timed' ? 'Paused' : 'Progressing';
   if (checks.length) d.soon(durationMs(md.spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs));
   d.soon(5_000);
-  if (held === 'Inconclusive') d.setCondition(d.condition('AnalysisInconclusive', 'True', 'NotEnoughData', inconclusive.map((r) => `${r.check}: ${r.message}`).join('; ')));
-  if (capacityBlocked) d.setCondition(d.condition('CapacityBlocked', 'True', 'Unschedulable', canary.trouble!.message));
+  if (held === 'Inconclusive') d.inconclusive = inconclusive.map((r) => `${r.check}: ${r.message}`).join('; ');
+  if (capacityBlocked) d.capacityBlocked = canary.trouble!.message;
   d.apply.push(d.deployment(canary, 'canary', guarded.canaryReplicas));
   d.status.canaryWeight = guarded.weight;
   const mirror = mirrorAt(steps, i);

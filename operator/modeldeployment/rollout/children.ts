@@ -11,9 +11,6 @@ import type { Decision } from './decision.js';
 export function buildChildren(d: Decision): void {
   const { md, name, stable, stableHash, status, obs } = d;
   if (status.runtimeUpgrade && status.runtimeUpgrade.revision !== status.stableRevision?.hash) delete status.runtimeUpgrade;
-  // These two exist only while they hold a canary.
-  if (!(d.canaryState && d.rollout.pauseReason === 'CapacityBlocked')) d.dropCondition('CapacityBlocked');
-  if (!(d.canaryState && d.rollout.pauseReason === 'Inconclusive')) d.dropCondition('AnalysisInconclusive');
   if (!d.canaryState) {
     delete status.canaryRevision;
     delete status.canaryWeight;

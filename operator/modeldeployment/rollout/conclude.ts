@@ -1,6 +1,5 @@
-// The last steps: pinned pod templates, the conditions (each has one owner here, except Ready before
-// a revision serves, which first.ts owns, and the check conditions canary.ts sets), and the status.
-// Pure.
+// The last step: the conditions and the status. Each condition is written here and nowhere else
+// (Drifting excepted, which monitoring owns), from what the steps before found. Pure.
 import type { Condition, ModelDeployment, ModelDeploymentStatus } from '../../api/generated.js';
 import { usesExternalMetrics } from '../desired/hpa.js';
 import { setCondition } from '../status.js';
@@ -43,10 +42,17 @@ export function conclude(d: Decision): Plan {
       `revision ${servingHash} runs ${outdated.running.join(', ')}; this operator would run ${outdated.wanted.join(', ')}. Annotate modelship.io/upgrade-runtime=${servingHash} to roll its pods over (at most --max-concurrent-rollouts at a time); a new revision gets them anyway`.slice(0, 2000)));
   } else d.dropCondition('RuntimeOutdated');
 
+  // These two exist only while they hold a canary.
+  if (d.canaryState && d.inconclusive) d.setCondition(d.condition('AnalysisInconclusive', 'True', 'NotEnoughData', d.inconclusive));
+  else d.dropCondition('AnalysisInconclusive');
+  if (d.canaryState && d.capacityBlocked) d.setCondition(d.condition('CapacityBlocked', 'True', 'Unschedulable', d.capacityBlocked));
+  else d.dropCondition('CapacityBlocked');
+
   const serving = servingState(d);
   const stableReady = serving?.ready ?? 0;
   status.readyReplicas = stableReady + (d.canaryState && d.canaryTraffic ? d.canaryState.ready : 0);
-  if (servingHash && d.stable) {
+  if (d.ready) d.setCondition(d.ready);
+  else if (servingHash && d.stable) {
     const serves = stableReady > 0 || total === 0;
     const message = `revision ${servingHash} (model ${serving?.spec.model.version}) serves ${stableReady}/${d.stableReplicas} ready replicas${d.canaryState ? `; canary ${d.canaryState.hash} has ${d.canaryState.ready}` : ''}`;
     d.setCondition(d.condition('Ready', serves ? 'True' : 'False', serves ? 'StableServing' : serving?.trouble?.reason ?? 'WaitingForReplicas', message));

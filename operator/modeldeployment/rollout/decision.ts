@@ -221,8 +221,14 @@ export class Decision {
   canaryState: RevisionState | undefined;
   podResult: CheckResult | undefined;
 
+  // Conditions are written by conclude.ts only (one owner each); the steps say what they found.
   degraded: ConditionInput | undefined;
   progressing: ConditionInput | undefined;
+  /** Ready before any revision serves (first.ts); once one serves, conclude.ts derives it. */
+  ready: ConditionInput | undefined;
+  /** Why the canary is held: analysis without enough data, or pods that cannot be scheduled. */
+  inconclusive: string | undefined;
+  capacityBlocked: string | undefined;
   statusPhase: ModelDeploymentStatus['phase'] = 'Healthy';
 
   /** Revisions whose pods keep images this operator would replace (runtime-pin.ts). */

@@ -25,9 +25,8 @@ export function deployFirst(d: Decision): void {
     }
     d.soon(15_000);
   }
-  // Ready's owner for this phase (conclude.ts owns it once a revision serves).
   const reason = ready ? 'StableServing' : target.trouble?.reason ?? (total === 0 ? 'ScaledToZero' : 'WaitingForReplicas');
-  d.setCondition(d.condition('Ready', ready ? 'True' : 'False', reason,
-    ready ? `revision ${hash} (model ${md.spec.model.version}) serves ${target.ready}/${total} ready replicas` : d.progressing.message ?? ''));
+  d.ready = d.condition('Ready', ready ? 'True' : 'False', reason,
+    ready ? `revision ${hash} (model ${md.spec.model.version}) serves ${target.ready}/${total} ready replicas` : d.progressing.message ?? '');
   if (target.trouble && reason !== d.prior.conditions?.find((c) => c.type === 'Ready')?.reason) d.events.push({ type: 'Warning', reason: target.trouble.reason, message: target.trouble.message });
 }
