@@ -9,7 +9,7 @@ import type { ModelDeployment, ModelDeploymentSpec } from '../api/generated.js';
 import { ApiError, KubeClient, apiPath, type KubeList } from '../runtime/kube.js';
 import { loadClusterAccess } from '../runtime/kubeconfig.js';
 import { Resources } from '../runtime/resources.js';
-import { abortAnnotation, captureBaselineAnnotation, promoteAnnotation, retryAnnotation } from '../modeldeployment/rollout/operations.js';
+import { abortAnnotation, captureBaselineAnnotation, promoteAnnotation, retryAnnotation, upgradeRuntimeAnnotation } from '../modeldeployment/rollout/operations.js';
 import { historyView, listView, numberedHistory, statusView } from './plugin-view.js';
 
 /** Distinct exit codes, so scripts can tell what went wrong. */
@@ -30,6 +30,7 @@ Usage:
   kubectl modelship abort NAME                        send all traffic back to stable and reject the canary
   kubectl modelship retry NAME                        roll out the rejected revision again
   kubectl modelship capture-baseline NAME             monitoring: capture the drift baselines again from the live window
+  kubectl modelship upgrade-runtime NAME              roll the serving pods over to this operator's images (after an operator upgrade)
   kubectl modelship pause NAME | resume NAME          hold or continue a rollout (spec.paused)
   kubectl modelship history NAME                      revisions, newest last
   kubectl modelship rollback NAME --to-revision N     put history entry N's model, runtime, resources and scheduling back in the spec
@@ -192,6 +193,15 @@ async function dispatch(client: KubeClient, command: string, name: string, opts:
       if (!stable || md.status?.canaryRevision) throw new PluginError(`${name} is not monitoring now (a rollout is in progress or nothing serves yet)`, ExitCode.precondition);
       await annotate(captureBaselineAnnotation, stable);
       process.stdout.write(`new drift baselines requested for revision ${stable} on modeldeployment/${name}\n`);
+      return ExitCode.ok;
+    }
+    case 'upgrade-runtime': {
+      const md = await get();
+      const stable = md.status?.stableRevision?.hash;
+      const outdated = md.status?.conditions?.find((c) => c.type === 'RuntimeOutdated' && c.status === 'True');
+      if (!stable || !outdated) throw new PluginError(`${name} already runs this operator's images (no RuntimeOutdated condition)`, ExitCode.precondition);
+      await annotate(upgradeRuntimeAnnotation, stable);
+      process.stdout.write(`runtime upgrade of revision ${stable} requested on modeldeployment/${name}: ${outdated.message ?? ''}\n`);
       return ExitCode.ok;
     }
     case 'pause':

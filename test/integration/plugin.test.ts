@@ -79,6 +79,10 @@ test('list, status, promote, abort, retry, history and rollback', async (t) => {
   t.is((await kubectlModelship('promote', 'fraud', '-n', ns, '--full')).code, 0);
   await waitFor('v2 promoted', async () => (await get(ns, 'fraud')).status?.stableRevision?.modelVersion === '2', 30_000, 250);
 
+  const upToDate = await kubectlModelship('upgrade-runtime', 'fraud', '-n', ns);
+  t.is(upToDate.code, 4, 'nothing to upgrade: the pods run this operator\'s images');
+  t.regex(upToDate.stderr, /already runs this operator's images/);
+
   const history = await kubectlModelship('history', 'fraud', '-n', ns);
   t.is(history.code, 0);
   t.regex(history.stdout, /^REVISION\s+HASH\s+VERSION\s+OUTCOME/);
