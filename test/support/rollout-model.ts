@@ -310,6 +310,6 @@ export const scenarios = fc.record<Scenario>({
   capacity: fc.constantFrom('Surge', 'Shift'),
   historyLimit: fc.integer({ min: 1, max: 10 }),
   delays: fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 8 }),
-  actions: fc.array(fc.constantFrom(...actions), { minLength: 10, maxLength: 120 }),
+  actions: fc.array(fc.constantFrom(...actions), { minLength: 10, maxLength: 150, size: 'large' }),
 });
 

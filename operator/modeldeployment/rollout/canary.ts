@@ -51,7 +51,10 @@ function judge(d: Decision, canary: RevisionState, at: { i: number; stepStartedA
   const checks = analysisChecks(md.spec);
   let failure: Failure | undefined;
   for (const abort of d.pending('abort')) {
-    if (abort.revision === canary.hash && !failure) {
+    // A restore is the way back from a revision monitoring rejected; aborting it would put traffic
+    // back on that revision. Change the spec instead.
+    if (d.restoring) d.actOn(abort, `ignored: revision ${canary.hash} is being restored after revision ${d.stableHash} failed monitoring; change the spec instead`);
+    else if (abort.revision === canary.hash && !failure) {
       failure = { reason: 'Aborted', message: 'aborted by request' };
       d.actOn(abort, 'traffic returned to stable');
     } else d.actOn(abort, `ignored: the canary is ${canary.hash}`);
@@ -100,6 +103,7 @@ function rollBack(d: Decision, canary: RevisionState, failure: Failure): void {
   const version = canary.spec.model.version;
   const why = failure.message;
   d.status.rejectedRevision = { hash: canary.hash, modelVersion: version, reason: why.slice(0, 2000), at: d.now };
+  d.rolledBack = true;
   d.finish(canary.spec, canary.hash, canary.runtime.image, failure.reason === 'Aborted' ? 'Aborted' : 'RolledBack', why);
   d.retire(canary.hash, failure.reason === 'Aborted' ? 'aborted' : 'rolled back', d.scaleDownDelayMs, mustDrain(canary.ready, d.stable!.ready, d.total));
   d.events.push({ type: 'Warning', reason: failure.reason, message: `revision ${canary.hash} (model ${version}): ${why}` });

@@ -75,7 +75,9 @@ export function conclude(d: Decision): Plan {
   status.phase = phase;
   status.conditions = conditions;
   status.history = d.history.slice(0, Math.max(d.historyLimit, 1));
-  if (d.retiring.length) status.retiring = d.retiring;
+  // A revision that serves or rolls out is not retiring, whatever step decided that last.
+  const retiring = d.retiring.filter((r) => r.hash !== servingHash && r.hash !== status.canaryRevision?.hash);
+  if (retiring.length) status.retiring = retiring;
   else delete status.retiring;
   if (Object.keys(d.rollout).length) status.rollout = d.rollout;
   else delete status.rollout;

@@ -213,6 +213,8 @@ export class Decision {
   drainingNow: RetiringRevision | undefined;
   /** The leaving revision that still carries traffic after this decision. */
   drainingHash: string | undefined;
+  /** A canary was rolled back in this decision. */
+  rolledBack = false;
 
   /** What the router and the Deployments are told (rollout/guard.ts decides). */
   route: RouteState = { canaryWeight: 0, mirrorPercent: 0, canaryReady: false };
@@ -288,6 +290,25 @@ export class Decision {
       md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: { ...r.runtime, image: recorded.server }, role, replicas,
       fetcherImage: recorded.fetcher ?? this.ctx.fetcherImage,
     });
+  }
+
+  /**
+   * The revision on its way out that may still carry traffic: one marked draining, or one the live
+   * router still sends traffic to (a crash came between the decision that took it out and the write
+   * that did). Never the revision that serves, nor `except` (the canary rolling out).
+   */
+  leavingRevision(except?: string): RetiringRevision | undefined {
+    const { obs } = this;
+    const serving = this.status.stableRevision?.hash;
+    const candidates = this.retiring.filter((r) => r.hash !== serving && r.hash !== except && obs.deployments.has(r.hash));
+    const marked = candidates.find((r) => r.draining);
+    if (marked) return marked;
+    // Not after a promotion in this decision: the new stable is fully ready and carries everything.
+    if (serving !== this.stableHash) return undefined;
+    const selector = (obs.service as { spec?: { selector?: Record<string, string> } } | undefined)?.spec?.selector;
+    const routerShares = this.gateway ? this.liveWeight > 0 : !!selector && !selector[revisionLabel];
+    if (!routerShares) return undefined;
+    return candidates.filter((r) => readyOf(obs, r.hash) > 0).sort((a, b) => readyOf(obs, b.hash) - readyOf(obs, a.hash))[0];
   }
 
   revision(hash: string): RevisionState | undefined {

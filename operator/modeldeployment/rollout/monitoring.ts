@@ -37,7 +37,15 @@ export function monitor(d: Decision): void {
   d.setCondition(m.drifting);
   d.events.push(...m.events);
   d.soon(m.requeueAfterMs);
-  if (!m.rollback) return;
+  // A canary rolled back in this same decision (a restore that failed, say) is not followed at once by
+  // another restore: the next decision judges the revision that serves then.
+  if (!m.rollback || d.rolledBack) return;
+  // One canary at a time: a leaving canary hands its traffic back first (the verdict stands in status,
+  // so the restore starts once it has).
+  if (d.drainingHash || d.retiring.some((r) => r.draining)) {
+    d.soon(1_000);
+    return;
+  }
   // Only the revision the spec asks for is rejected this way; one already serving in its place (after
   // an earlier rollback) can only raise the alert.
   const target = monitoredHash === hash

@@ -60,7 +60,9 @@ export function chooseRevisions(d: Decision): void {
   }
   // One canary at a time: one that left while stable could not yet carry everything keeps the rest of
   // the traffic, and the next canary starts once it has handed it back.
-  d.drainingNow = d.retiring.find((r) => r.draining && d.obs.deployments.has(r.hash));
+  // (A revision the live router still shares counts while stable cannot carry everything alone.)
+  const leaving = d.leavingRevision(d.canaryHash);
+  d.drainingNow = leaving && (leaving.draining || (stable?.ready ?? 0) < d.total) ? leaving : undefined;
   if (d.drainingNow && d.canaryHash && d.canaryHash !== d.drainingNow.hash && prior.canaryRevision?.hash !== d.canaryHash) {
     d.waitingForDrain = d.canaryHash;
     d.canaryHash = undefined;
