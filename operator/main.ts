@@ -207,7 +207,10 @@ async function runOperator(argv: string[]): Promise<void> {
       if (!first && term && !(await relistAll(term))) return;
       if (term?.aborted) return;
       controller.start(term);
-      for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
+      // The first term's queue already holds every object (the initial list queued them all, and the
+      // queue is only shut down when a term ends); queuing them again would reconcile the ones the
+      // workers already hold twice. A later term starts from a queue that was shut down.
+      if (!first) for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
       // A periodic full pass catches anything a lost event missed; a no-op pass makes no writes.
       clearInterval(resync);
       resync = setInterval(() => {

@@ -138,6 +138,9 @@ export class BenchOperator {
         MODELSHIP_CONCURRENCY: String(this.opts.concurrency),
         MODELSHIP_RESYNC_SECONDS: String(this.opts.resyncSeconds ?? 600),
         MODELSHIP_FETCHER_IMAGE: 'example.invalid/modelship:bench',
+        // The storms measure throughput; the cluster-wide limit on rollouts in progress is a policy
+        // that queues them by design (MAX_ROLLOUTS=20 measures it as shipped).
+        MODELSHIP_MAX_CONCURRENT_ROLLOUTS: process.env.MAX_ROLLOUTS ?? '0',
       },
     });
     closeSync(fd);
