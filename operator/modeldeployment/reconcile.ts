@@ -262,16 +262,8 @@ function recordMetrics(metrics: OperatorMetrics | undefined, namespace: string, 
   for (const e of decision.events) if (e.reason === 'RolledBack' || e.reason === 'Aborted') metrics.rollbacks.inc({ namespace, name, reason: e.reason });
   if (decision.status.canaryRevision) metrics.canaryWeight.set({ namespace, name }, decision.status.canaryWeight ?? 0);
   else metrics.canaryWeight.remove({ namespace, name });
-  for (const r of decision.status.analysis?.results ?? []) {
-    const v = Number(r.value);
-    if (!Number.isNaN(v)) metrics.analysisValue.set({ namespace, name, check: r.check }, v);
-    metrics.analysisPassed.set({ namespace, name, check: r.check }, r.passed ? 1 : 0);
-  }
-  for (const r of decision.status.monitoring?.results ?? []) {
-    const v = Number(r.value);
-    if (!Number.isNaN(v)) metrics.monitoringValue.set({ namespace, name, check: r.check }, v);
-    metrics.monitoringPassed.set({ namespace, name, check: r.check }, r.passed ? 1 : 0);
-  }
+  metrics.setChecks('analysis', namespace, name, decision.status.analysis?.results ?? []);
+  metrics.setChecks('monitoring', namespace, name, decision.status.monitoring?.results ?? []);
   const drifting = decision.status.conditions?.find((c) => c.type === 'Drifting');
   if (drifting) metrics.drifting.set({ namespace, name }, drifting.status === 'True' ? 1 : 0);
   for (const e of decision.events) {

@@ -30,15 +30,48 @@ export class OperatorMetrics {
   readonly driftTransitions = new Counter({ name: 'modelship_drift_transitions_total', help: 'Transitions of the Drifting condition, by the status it moved to.', labelNames: ['namespace', 'name', 'to'], registers: [this.registry] });
   readonly invalidSpecs = new Counter({ name: 'modelship_invalid_spec_total', help: 'Reconciles that found a spec the operator cannot serve.', labelNames: ['namespace', 'name'], registers: [this.registry] });
 
+  /** Check names with series, per object and kind: prom-client removes a series only by its full label set. */
+  private readonly checkSeries = new Map<string, { analysis: Set<string>; monitoring: Set<string> }>();
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
   }
 
+  /**
+   * The series of an object's analysis or monitoring checks: one pair per check it has now. Series of
+   * checks it no longer has (removed from the spec) go.
+   */
+  setChecks(kind: 'analysis' | 'monitoring', namespace: string, name: string, results: { check: string; value?: string | number; passed?: boolean }[]): void {
+    const key = `${namespace}/${name}`;
+    const known = this.checkSeries.get(key) ?? { analysis: new Set<string>(), monitoring: new Set<string>() };
+    this.checkSeries.set(key, known);
+    const [value, passed] = kind === 'analysis' ? [this.analysisValue, this.analysisPassed] : [this.monitoringValue, this.monitoringPassed];
+    const now = new Set(results.map((r) => r.check));
+    for (const check of known[kind]) {
+      if (now.has(check)) continue;
+      value.remove({ namespace, name, check });
+      passed.remove({ namespace, name, check });
+      known[kind].delete(check);
+    }
+    for (const r of results) {
+      const v = Number(r.value);
+      if (!Number.isNaN(v)) value.set({ namespace, name, check: r.check }, v);
+      passed.set({ namespace, name, check: r.check }, r.passed ? 1 : 0);
+      known[kind].add(r.check);
+    }
+  }
+
+  /** Every series of a deleted object. */
   forget(namespace: string, name: string): void {
     this.ready.remove({ namespace, name });
     this.canaryWeight.remove({ namespace, name });
     for (const phase of ['Pending', 'Progressing', 'Paused', 'Healthy', 'Degraded']) this.phase.remove({ namespace, name, phase });
     this.invalidSpecs.remove({ namespace, name });
     this.drifting.remove({ namespace, name });
+    for (const reason of ['RolledBack', 'Aborted']) this.rollbacks.remove({ namespace, name, reason });
+    for (const to of ['True', 'False']) this.driftTransitions.remove({ namespace, name, to });
+    this.setChecks('analysis', namespace, name, []);
+    this.setChecks('monitoring', namespace, name, []);
+    this.checkSeries.delete(`${namespace}/${name}`);
   }
 }

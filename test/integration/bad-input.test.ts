@@ -39,6 +39,8 @@ interface Case {
 const cases: Case[] = [
   { title: 'no model', mutate: (s) => { delete s.model; }, rejected: /spec\.model: Required value/ },
   { title: 'no model version', mutate: (s) => { delete s.model.version; }, rejected: /spec\.model\.version: Required value/ },
+  // It becomes a label value on every pod, where `+` is not allowed: a semver build suffix must go.
+  { title: 'model version with +', mutate: (s) => { s.model.version = '1.2.0+build.7'; }, rejected: /spec\.model\.version.*should match/ },
   { title: 'unknown URI scheme', mutate: (s) => { s.model.uri = 'ftp://models/x'; }, rejected: /spec\.model\.uri.*should match/ },
   { title: 'URI with spaces', mutate: (s) => { s.model.uri = 's3://bucket/a b'; }, rejected: /spec\.model\.uri/ },
   { title: 'overlong URI', mutate: (s) => { s.model.uri = `https://x.example/${'a'.repeat(2100)}`; }, rejected: /spec\.model\.uri: Too long/ },
