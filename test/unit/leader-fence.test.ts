@@ -2,10 +2,9 @@
 // the process, a write in flight is cut off the moment the term ends, and a reconcile that outlives its
 // term is refused even after a new term has begun.
 import test from 'ava';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiError, isFenced, KubeClient, notLeaderError, withRequestSignal, type WriteFence } from '../../operator/runtime/kube.js';
-import { accessFromDocument } from '../../operator/runtime/kubeconfig.js';
+import { ApiError, isFenced, notLeaderError, withRequestSignal, type WriteFence } from '../../operator/runtime/kube.js';
+import { localApiserver } from '../support/local-apiserver.js';
 import { Resources } from '../../operator/runtime/resources.js';
 
 interface Seen { method: string; closedEarly: boolean }
@@ -13,7 +12,7 @@ interface Seen { method: string; closedEarly: boolean }
 /** A server that answers at once, or holds requests whose path contains "slow" until they are cut off. */
 async function server(t: { teardown(fn: () => void): void }) {
   const seen: Seen[] = [];
-  const srv = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const client = await localApiserver(t, (req, res) => {
     const entry: Seen = { method: req.method ?? '', closedEarly: false };
     seen.push(entry);
     res.on('close', () => { if (!res.writableFinished) entry.closedEarly = true; });
@@ -21,15 +20,7 @@ async function server(t: { teardown(fn: () => void): void }) {
     if (req.url?.includes('slow')) return;
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"metadata":{"name":"x"}}');
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  t.teardown(() => { srv.closeAllConnections(); srv.close(); });
-  const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
-  const access = accessFromDocument({
-    'current-context': 'c',
-    clusters: [{ name: 'c', cluster: { server: url } }],
-    contexts: [{ name: 'c', context: { cluster: 'c' } }],
-  });
-  return { seen, client: new KubeClient(access, 'me') };
+  return { seen, client };
 }
 
 class Terms implements WriteFence {

@@ -2,14 +2,13 @@
 // throttled apiserver sees one request per Retry-After however many callers wait, and callers get
 // their answer once it serves again. Against a local HTTP server that throttles on demand.
 import test from 'ava';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiError, FlowControl, isThrottled, KubeClient, retryAfterMs } from '../../operator/runtime/kube.js';
-import { accessFromDocument } from '../../operator/runtime/kubeconfig.js';
+import { ApiError, FlowControl, isThrottled, retryAfterMs } from '../../operator/runtime/kube.js';
+import { localApiserver } from '../support/local-apiserver.js';
 
 async function server(t: { teardown(fn: () => void): void }, throttle: { on: boolean; retryAfter?: string }) {
   const arrivals: number[] = [];
-  const srv = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const client = await localApiserver(t, (req, res) => {
     arrivals.push(performance.now());
     req.resume();
     if (throttle.on) {
@@ -19,15 +18,7 @@ async function server(t: { teardown(fn: () => void): void }, throttle: { on: boo
     }
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"metadata":{"name":"x"}}');
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  t.teardown(() => { srv.closeAllConnections(); srv.close(); });
-  const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
-  const access = accessFromDocument({
-    'current-context': 'c',
-    clusters: [{ name: 'c', cluster: { server: url } }],
-    contexts: [{ name: 'c', context: { cluster: 'c' } }],
-  });
-  return { arrivals, client: new KubeClient(access, 'me') };
+  return { arrivals, client };
 }
 
 test('Retry-After: delta-seconds and HTTP dates', (t) => {
