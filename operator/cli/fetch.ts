@@ -2,10 +2,12 @@
 // The digest of a file is the sha256 of its bytes; of a directory, the sha256 of its canonical listing
 // ("<sha256>  <relative path>\n" for every file, sorted by path), so both are reproducible with
 // coreutils: `find . -type f | sort | xargs sha256sum`.
+// A symbolic link in the tree is listed as a link, "symlink:<sha256 of its target text>  <relative path>\n"
+// (`readlink -n <path> | sha256sum`), sorted with the files; a tree without links digests as before.
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, stat, rename } from 'node:fs/promises';
-import { dirname, join, relative, resolve } from 'node:path';
+import { mkdir, readdir, readlink, realpath, stat, rename } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
@@ -17,23 +19,70 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
+interface TreeEntry { path: string; link: boolean }
+
+/** Files and symbolic links under dir; directories are walked, links are never followed. */
+async function listEntries(dir: string): Promise<TreeEntry[]> {
+  const out: TreeEntry[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const full = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...await listFiles(full));
-    else if (entry.isFile()) out.push(full);
+    if (entry.isDirectory()) out.push(...await listEntries(full));
+    else if (entry.isFile()) out.push({ path: full, link: false });
+    else if (entry.isSymbolicLink()) out.push({ path: full, link: true });
   }
   return out;
+}
+
+const within = (root: string, p: string) => p === root || p.startsWith(root.endsWith(sep) ? root : `${root}${sep}`);
+
+/**
+ * Refuses a link unless resolving it never leaves the model tree. Why: a model served from a PVC is
+ * verified here but read by the server, so a link to /etc/passwd, to a sibling model on the claim, or
+ * to anything else outside the tree would be served without its bytes in the digest. A link that stays
+ * inside is safe to cover by its target text alone, since whatever it reaches is a file of the tree and
+ * has its own entry in the listing. Absolute targets are refused even when they land inside: they mean
+ * whatever that path is in the container that opens them (the fetcher's and the server's images differ,
+ * and the tree's mount point differs from wherever the digest was computed). The target is walked one
+ * component at a time, so "a/.." through a link to the root, or "../<tree name>/x", counts as leaving;
+ * a link that points at nothing (or loops) is refused too, as where it leads cannot be checked.
+ */
+async function checkLink(root: string, link: string, target: string): Promise<void> {
+  const shown = relative(root, link);
+  if (isAbsolute(target)) throw new Error(`refusing the model: symbolic link ${shown} -> ${target} has an absolute target (only relative links inside the model directory are allowed)`);
+  const realRoot = await realpath(root);
+  let at = await realpath(dirname(link));
+  for (const part of target.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (at === realRoot) throw new Error(`refusing the model: symbolic link ${shown} -> ${target} points outside the model directory`);
+      at = dirname(at);
+      continue;
+    }
+    try {
+      at = await realpath(join(at, part));
+    } catch (err) {
+      throw new Error(`refusing the model: symbolic link ${shown} -> ${target} cannot be resolved`, { cause: err });
+    }
+    if (!within(realRoot, at)) throw new Error(`refusing the model: symbolic link ${shown} -> ${target} points outside the model directory`);
+  }
 }
 
 /** sha256:<hex> of a file, or of a directory's canonical listing. */
 export async function modelDigest(path: string): Promise<string> {
   const info = await stat(path);
   if (info.isFile()) return `sha256:${await sha256File(path)}`;
-  const files = (await listFiles(path)).map((f) => relative(path, f)).sort();
+  const entries = (await listEntries(path)).map((e) => ({ ...e, rel: relative(path, e.path) })).sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
   const listing = createHash('sha256');
-  for (const f of files) listing.update(`${await sha256File(join(path, f))}  ${f}\n`);
+  for (const e of entries) {
+    if (e.link) {
+      // Its target's raw bytes, so a retargeted link changes the digest; "symlink:" never begins a file's line.
+      const target = await readlink(e.path, { encoding: 'buffer' });
+      await checkLink(path, e.path, target.toString());
+      listing.update(`symlink:${createHash('sha256').update(target).digest('hex')}  ${e.rel}\n`);
+    } else {
+      listing.update(`${await sha256File(e.path)}  ${e.rel}\n`);
+    }
+  }
   return `sha256:${listing.digest('hex')}`;
 }
 
@@ -45,13 +94,19 @@ export async function downloadAll(files: SourceFile[], dest: string, concurrency
       const target = resolve(dest, f.path);
       if (!target.startsWith(`${resolve(dest)}/`)) throw new Error(`refusing to write ${f.path} outside ${dest}`);
       await mkdir(dirname(target), { recursive: true });
-      const res = await fetch(f.url, { headers: f.headers, redirect: 'follow' });
+      // Headers are made now, right before the GET: a signature made at listing time may have expired.
+      const res = await fetch(f.url, { headers: f.headers(), redirect: 'follow' });
       if (!res.ok || !res.body) throw new Error(`GET ${f.url}: HTTP ${res.status}`);
       await pipeline(Readable.fromWeb(res.body), createWriteStream(`${target}.partial`));
       await rename(`${target}.partial`, target);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+}
+
+/** The digest an oci:// URI is pinned to (…@sha256:<hex>), if any; resolve.ts's modelUriDigest says the same. */
+export function uriDigest(uri: string): string | undefined {
+  return uri.startsWith('oci://') ? /@(sha256:[a-f0-9]{64})$/.exec(uri)?.[1] : undefined;
 }
 
 /** fetch() says only "fetch failed"; the reason (refused, a certificate, a name) is in its cause. */
@@ -72,6 +127,12 @@ export async function runFetch(argv: string[]): Promise<number> {
   const say = (msg: string) => process.stderr.write(`${JSON.stringify({ level: 'info', message: msg })}\n`);
   const fail = (msg: string) => { process.stderr.write(`${JSON.stringify({ level: 'error', message: msg })}\n`); return 1; };
   if (!values.dest) return fail('--dest is required');
+  // A URI pinned to a digest (oci://registry/repo@sha256:…) and a --digest must agree: otherwise one
+  // would be pulled while the other is recorded.
+  const pinned = values.uri ? uriDigest(values.uri) : undefined;
+  if (pinned && values.digest && pinned !== values.digest) {
+    return fail(`digest conflict for ${values.uri}: the URI is pinned to ${pinned} but --digest is ${values.digest}`);
+  }
   try {
     let fetched = values.dest;
     if (!values['verify-only']) {

@@ -12,12 +12,22 @@ import { XMLParser } from 'fast-xml-parser';
 
 export interface SourceFile {
   url: string;
-  headers: Record<string, string>;
+  /**
+   * The request headers, computed when called: the download loop calls it right before each GET. A
+   * SigV4 signature carries its time (X-Amz-Date) and S3 refuses it 15 minutes later, while a large
+   * model's last files may start downloading long after the listing; so a file is signed when sent.
+   */
+  headers: () => Record<string, string>;
   /** Path under the destination directory. */
   path: string;
 }
 
 type Env = Record<string, string | undefined>;
+
+export interface SourceOptions {
+  /** The clock SigV4 signatures take their time from (tests inject one). */
+  now?: () => Date;
+}
 
 interface S3Credentials {
   accessKeyId: string;
@@ -25,9 +35,11 @@ interface S3Credentials {
   sessionToken?: string;
 }
 
-function signedGet(url: URL, region: string, credentials: S3Credentials | undefined): Record<string, string> {
+/** The headers of a GET signed now: X-Amz-Date is set from the clock rather than left to aws4's own `new Date()`. */
+function signedGet(url: URL, region: string, credentials: S3Credentials | undefined, now: () => Date): Record<string, string> {
   if (!credentials) return {};
-  const signed = aws4.sign({ host: url.host, path: url.pathname + url.search, method: 'GET', service: 's3', region, headers: {} }, credentials);
+  const amzDate = now().toISOString().replace(/[:-]|\.\d{3}/g, '');
+  const signed = aws4.sign({ host: url.host, path: url.pathname + url.search, method: 'GET', service: 's3', region, headers: { 'X-Amz-Date': amzDate } }, credentials);
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(signed.headers ?? {})) if (k.toLowerCase() !== 'host') headers[k] = String(v);
   return headers;
@@ -41,7 +53,7 @@ async function getText(url: string, headers: Record<string, string>): Promise<st
 }
 
 /** Path-style S3 listing (works with AWS, MinIO, Ceph and Cloud Storage's XML API alike). */
-async function listS3(endpoint: string, bucket: string, key: string, region: string, credentials: S3Credentials | undefined): Promise<SourceFile[]> {
+async function listS3(endpoint: string, bucket: string, key: string, region: string, credentials: S3Credentials | undefined, now: () => Date): Promise<SourceFile[]> {
   const base = endpoint.replace(/\/$/, '');
   const parser = new XMLParser({ isArray: (name) => name === 'Contents' });
   const objectUrl = (k: string) => new URL(`${base}/${bucket}/${k.split('/').map(encodeURIComponent).join('/')}`);
@@ -52,7 +64,7 @@ async function listS3(endpoint: string, bucket: string, key: string, region: str
     url.searchParams.set('list-type', '2');
     url.searchParams.set('prefix', key);
     if (token) url.searchParams.set('continuation-token', token);
-    const body = parser.parse(await getText(url.toString(), signedGet(url, region, credentials))) as {
+    const body = parser.parse(await getText(url.toString(), signedGet(url, region, credentials, now))) as {
       ListBucketResult?: { Contents?: { Key: string | number }[]; NextContinuationToken?: string; IsTruncated?: boolean | string };
     };
     const result = body.ListBucketResult ?? {};
@@ -66,7 +78,7 @@ async function listS3(endpoint: string, bucket: string, key: string, region: str
   if (files.length === 0) throw new Error(`no objects under ${bucket}/${key}`);
   return files.map((k) => {
     const url = objectUrl(k);
-    return { url: url.toString(), headers: signedGet(url, region, credentials), path: exact ? k.split('/').pop()! : k.slice(dirPrefix.length) };
+    return { url: url.toString(), headers: () => signedGet(url, region, credentials, now), path: exact ? k.split('/').pop()! : k.slice(dirPrefix.length) };
   });
 }
 
@@ -78,16 +90,17 @@ async function listHuggingFace(endpoint: string, repo: string, revision: string,
   const pinned = info.sha ?? revision;
   const files = (info.siblings ?? []).map((s) => s.rfilename);
   if (files.length === 0) throw new Error(`hf://${repo}@${revision} has no files`);
-  return files.map((f) => ({ url: `${base}/${repo}/resolve/${encodeURIComponent(pinned)}/${f.split('/').map(encodeURIComponent).join('/')}`, headers, path: f }));
+  return files.map((f) => ({ url: `${base}/${repo}/resolve/${encodeURIComponent(pinned)}/${f.split('/').map(encodeURIComponent).join('/')}`, headers: () => headers, path: f }));
 }
 
-export async function listSource(uri: string, env: Env): Promise<SourceFile[]> {
+export async function listSource(uri: string, env: Env, options: SourceOptions = {}): Promise<SourceFile[]> {
+  const now = options.now ?? (() => new Date());
   const scheme = uri.slice(0, uri.indexOf('://'));
   const rest = uri.slice(scheme.length + 3);
   switch (scheme) {
     case 'https': {
       const url = new URL(uri);
-      return [{ url: uri, headers: {}, path: decodeURIComponent(url.pathname.split('/').filter(Boolean).pop() ?? 'model') }];
+      return [{ url: uri, headers: () => ({}), path: decodeURIComponent(url.pathname.split('/').filter(Boolean).pop() ?? 'model') }];
     }
     case 's3': {
       const [bucket = '', ...key] = rest.split('/');
@@ -96,12 +109,12 @@ export async function listSource(uri: string, env: Env): Promise<SourceFile[]> {
       const credentials = env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
         ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) }
         : undefined;
-      return listS3(endpoint, bucket, key.join('/'), region, credentials);
+      return listS3(endpoint, bucket, key.join('/'), region, credentials, now);
     }
     case 'gs': {
       const [bucket = '', ...key] = rest.split('/');
       const credentials = env.GCS_HMAC_ACCESS_ID && env.GCS_HMAC_SECRET ? { accessKeyId: env.GCS_HMAC_ACCESS_ID, secretAccessKey: env.GCS_HMAC_SECRET } : undefined;
-      return listS3(env.GCS_ENDPOINT_URL ?? 'https://storage.googleapis.com', bucket, key.join('/'), 'auto', credentials);
+      return listS3(env.GCS_ENDPOINT_URL ?? 'https://storage.googleapis.com', bucket, key.join('/'), 'auto', credentials, now);
     }
     case 'hf': {
       const [repo = '', revision = 'main'] = rest.split('@');

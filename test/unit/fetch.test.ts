@@ -4,10 +4,11 @@ import test from 'ava';
 import aws4 from 'aws4';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { mkdtemp, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile, mkdir, symlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { downloadAll, modelDigest, runFetch, describeError } from '../../operator/cli/fetch.js';
+import { listSource } from '../../operator/cli/sources.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const objects: Record<string, string> = {
@@ -19,6 +20,12 @@ const credentials = { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret-test' };
 let server: Server;
 let base = '';
 const seen: string[] = [];
+/** X-Amz-Date of every S3 request, by path. */
+const amzDates: { path: string; date: string }[] = [];
+/** When set, the S3 stand-in's clock: like S3, it refuses a request signed more than 15 minutes away from it. */
+let s3Now: Date | undefined;
+const amzDate = (d: Date) => d.toISOString().replace(/[:-]|\.\d{3}/g, '');
+const fromAmzDate = (s: string) => new Date(s.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
 
 function s3Authorized(req: IncomingMessage): boolean {
   const url = new URL(req.url!, base);
@@ -37,6 +44,12 @@ test.before(async () => {
     seen.push(url.pathname);
     if (url.pathname.startsWith('/s3/')) {
       if (!s3Authorized(req)) { res.writeHead(403).end('<Error><Code>SignatureDoesNotMatch</Code></Error>'); return; }
+      const signedAt = req.headers['x-amz-date'] as string;
+      amzDates.push({ path: url.pathname, date: signedAt });
+      if (s3Now && Math.abs(fromAmzDate(signedAt).getTime() - s3Now.getTime()) > 15 * 60_000) {
+        res.writeHead(403).end('<Error><Code>RequestTimeTooSkewed</Code></Error>');
+        return;
+      }
       const [, , bucket, ...rest] = url.pathname.split('/');
       if (bucket !== 'bucket') { res.writeHead(404).end(); return; }
       if (rest.length === 0 && url.searchParams.get('list-type') === '2') {
@@ -118,7 +131,7 @@ test.serial('gs: Cloud Storage through its S3-compatible XML API with HMAC keys'
 test.serial('https: one file, and a digest mismatch is refused', async (t) => {
   const dir = await dest();
   t.is(await runFetch(['--uri', `${base}/files/model.onnx`.replace('http://', 'https://'), '--dest', dir]), 1, 'our stand-in is plain HTTP, so https fails');
-  await downloadAll([{ url: `${base}/files/model.onnx`, headers: {}, path: 'model.onnx' }], dir);
+  await downloadAll([{ url: `${base}/files/model.onnx`, headers: () => ({}), path: 'model.onnx' }], dir);
   t.is(await modelDigest(join(dir, 'model.onnx')), `sha256:${sha('onnx-bytes')}`);
   const verify = await runFetch(['--verify-only', '--dest', join(dir, 'model.onnx'), '--digest', `sha256:${'0'.repeat(64)}`]);
   t.is(verify, 1);
@@ -152,4 +165,111 @@ test('a failed download names its cause, not only "fetch failed"', async (t) => 
   t.regex(text, /^fetch failed: /);
   t.regex(text, /ECONNREFUSED/);
   t.is(describeError(new Error('plain')), 'plain');
+});
+
+test.serial('s3: each GET is signed when it is sent, not when the file list was made', async (t) => {
+  const dir = await dest();
+  const listedAt = new Date('2030-01-01T00:00:00Z');
+  let clock = listedAt;
+  s3Now = listedAt;
+  amzDates.length = 0;
+  try {
+    const env = { AWS_ENDPOINT_URL: `${base}/s3`, AWS_REGION: 'eu-west-1', AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey };
+    const files = await listSource('s3://bucket/models/fraud/v7/', env, { now: () => clock });
+    t.deepEqual(amzDates.map((d) => d.date), [amzDate(listedAt), amzDate(listedAt)], 'both listing pages are signed at the listing time');
+    // The download starts 20 minutes later (a large model's first files took that long): S3 would refuse
+    // anything signed at listing time.
+    const sentAt = new Date(listedAt.getTime() + 20 * 60_000);
+    clock = sentAt;
+    s3Now = sentAt;
+    await downloadAll(files, dir, 1);
+    const gets = amzDates.filter((d) => !d.path.endsWith('/bucket'));
+    t.deepEqual(gets.map((d) => d.path).sort(), ['/s3/bucket/models/fraud/v7/config/settings.json', '/s3/bucket/models/fraud/v7/model.joblib']);
+    t.true(gets.every((d) => d.date === amzDate(sentAt)), JSON.stringify(gets));
+    t.is(await readFile(join(dir, 'model.joblib'), 'utf8'), 'joblib-bytes');
+  } finally {
+    s3Now = undefined;
+  }
+});
+
+async function captureStderr<T>(fn: () => Promise<T>): Promise<{ result: T; text: string }> {
+  const write = process.stderr.write.bind(process.stderr);
+  let text = '';
+  process.stderr.write = (chunk: string | Uint8Array) => { text += String(chunk); return true; };
+  try { return { result: await fn(), text }; } finally { process.stderr.write = write; }
+}
+
+test.serial('a URI pinned to one digest and a --digest naming another are refused, naming both', async (t) => {
+  const dir = await dest();
+  const a = `sha256:${'a'.repeat(64)}`;
+  const b = `sha256:${'b'.repeat(64)}`;
+  const conflict = await captureStderr(() => runFetch(['--uri', `oci://registry.example/models/iris@${a}`, '--dest', dir, '--digest', b]));
+  t.is(conflict.result, 1);
+  t.regex(conflict.text, /digest conflict/);
+  t.true(conflict.text.includes(a) && conflict.text.includes(b), conflict.text);
+  // Agreeing digests get past that check (and then fail for what they are: the fetcher does not pull images).
+  const agree = await captureStderr(() => runFetch(['--uri', `oci://registry.example/models/iris@${a}`, '--dest', dir, '--digest', a]));
+  t.notRegex(agree.text, /digest conflict/);
+  t.regex(agree.text, /does not handle oci/);
+});
+
+/** A model tree with two files, in a parent directory that also holds a file outside it. */
+async function modelTree(): Promise<{ root: string; dir: string }> {
+  const root = await mkdtemp(join(tmpdir(), 'tree-'));
+  const dir = join(root, 'model');
+  await mkdir(join(dir, 'sub'), { recursive: true });
+  await writeFile(join(dir, 'sub/a.bin'), 'A');
+  await writeFile(join(dir, 'b.bin'), 'B');
+  await writeFile(join(root, 'secret'), 'outside');
+  return { root, dir };
+}
+
+test.serial('symbolic links inside the tree are in the digest by their target; adding or retargeting one changes it', async (t) => {
+  const { dir } = await modelTree();
+  const plain = await modelDigest(dir);
+  t.is(plain, `sha256:${sha(`${sha('B')}  b.bin\n${sha('A')}  sub/a.bin\n`)}`, 'a tree without links digests as it always did');
+  await symlink('sub/a.bin', join(dir, 'link.bin'));
+  const linked = await modelDigest(dir);
+  t.not(linked, plain);
+  t.is(linked, `sha256:${sha(`${sha('B')}  b.bin\nsymlink:${sha('sub/a.bin')}  link.bin\n${sha('A')}  sub/a.bin\n`)}`, 'the documented listing');
+  await rm(join(dir, 'link.bin'));
+  await symlink('b.bin', join(dir, 'link.bin'));
+  const retargeted = await modelDigest(dir);
+  t.not(retargeted, linked);
+  t.not(retargeted, plain);
+  // A link is never confused with a file whose bytes are its target text.
+  await rm(join(dir, 'link.bin'));
+  await writeFile(join(dir, 'link.bin'), 'b.bin');
+  t.not(await modelDigest(dir), retargeted);
+  // Links to directories and up-and-back-down links that stay inside are fine; verify-only accepts them.
+  await rm(join(dir, 'link.bin'));
+  await symlink('../b.bin', join(dir, 'sub/up.bin'));
+  await symlink('sub', join(dir, 'subdir'));
+  const digest = await modelDigest(dir);
+  t.is(await runFetch(['--verify-only', '--dest', dir, '--digest', digest]), 0);
+});
+
+test.serial('a symbolic link that leaves the model tree (or leads nowhere) is refused, never followed', async (t) => {
+  const cases: [string, string, RegExp][] = [
+    ['/etc/passwd', 'passwd', /absolute target/],
+    ['../secret', 'secret', /points outside/],
+    ['../model/b.bin', 'back-in.bin', /points outside/],
+    ['sub/../../secret', 'deep', /points outside/],
+    ['missing.bin', 'dangling', /cannot be resolved/],
+  ];
+  for (const [target, name, why] of cases) {
+    const { dir } = await modelTree();
+    await symlink(target, join(dir, name));
+    const err = await modelDigest(dir).then(() => undefined, (e: unknown) => e as Error);
+    t.regex(err?.message ?? '', why, target);
+    t.true(err?.message.includes(name), target);
+    const verify = await captureStderr(() => runFetch(['--verify-only', '--dest', dir, '--digest', `sha256:${'0'.repeat(64)}`]));
+    t.is(verify.result, 1, target);
+    t.regex(verify.text, /refusing the model/, target);
+  }
+  // Through an in-tree link to the root, ".." leaves the tree although the text "here/.." looks inside.
+  const { dir } = await modelTree();
+  await symlink('.', join(dir, 'here'));
+  await symlink('here/../secret', join(dir, 'escape'));
+  await t.throwsAsync(() => modelDigest(dir), { message: /escape -> here\/\.\.\/secret points outside/ });
 });
