@@ -3,6 +3,8 @@
 // `--name=true` or `--name=false`. A flag wins over its variable, which wins over the default.
 // docs/operations.md lists the same flags; a unit test keeps the two in step.
 import { parseArgs } from 'node:util';
+import type { OutboundLimits } from './runtime/outbound.js';
+import { parseAllowList, parseCidr, type Provider, type TenancyPolicy } from './tenancy/policy.js';
 
 export interface FlagDefinition {
   name: string;
@@ -27,6 +29,18 @@ export const flagDefinitions: readonly FlagDefinition[] = [
   { name: 'service-url-template', env: 'MODELSHIP_SERVICE_URL_TEMPLATE', type: 'string', default: '' },
   { name: 'watch-namespaces', env: 'MODELSHIP_WATCH_NAMESPACES', type: 'string', default: '' },
   { name: 'max-concurrent-rollouts', env: 'MODELSHIP_MAX_CONCURRENT_ROLLOUTS', type: 'count', default: '20' },
+  // The tenancy policy (tenancy/policy.ts): where tenant-given URLs may point, which providers exist,
+  // which Gateways and hostnames HTTPRoutes may claim, and how much work one check may cost.
+  { name: 'outbound-allow', env: 'MODELSHIP_OUTBOUND_ALLOW', type: 'string', default: '*.svc,*.svc.cluster.local' },
+  { name: 'outbound-deny', env: 'MODELSHIP_OUTBOUND_DENY', type: 'string', default: '' },
+  { name: 'outbound-raw-urls', env: 'MODELSHIP_OUTBOUND_RAW_URLS', type: 'boolean', default: 'true' },
+  { name: 'providers-file', env: 'MODELSHIP_PROVIDERS_FILE', type: 'string', default: '' },
+  { name: 'max-response-bytes', env: 'MODELSHIP_MAX_RESPONSE_BYTES', type: 'count', default: '1048576' },
+  { name: 'max-concurrent-checks', env: 'MODELSHIP_MAX_CONCURRENT_CHECKS', type: 'count', default: '32' },
+  { name: 'max-concurrent-checks-per-namespace', env: 'MODELSHIP_MAX_CONCURRENT_CHECKS_PER_NAMESPACE', type: 'count', default: '4' },
+  { name: 'gateway-parents', env: 'MODELSHIP_GATEWAY_PARENTS', type: 'string', default: '' },
+  { name: 'gateway-hostnames', env: 'MODELSHIP_GATEWAY_HOSTNAMES', type: 'string', default: '' },
+  { name: 'model-size-limit', env: 'MODELSHIP_MODEL_SIZE_LIMIT', type: 'string', default: '100Gi' },
 ];
 
 export interface OperatorFlags {
@@ -44,6 +58,33 @@ export interface OperatorFlags {
   watchNamespaces: string[];
   /** Rollouts in progress at once, cluster-wide; 0: no limit. */
   maxConcurrentRollouts: number;
+  /** The tenancy policy's flags, as given (validated); tenancyPolicy() reads them. */
+  outboundAllow: string;
+  outboundDeny: string;
+  outboundRawUrls: boolean;
+  providersFile: string;
+  maxResponseBytes: number;
+  maxConcurrentChecks: number;
+  maxConcurrentChecksPerNamespace: number;
+  gatewayParents: string;
+  gatewayHostnames: string;
+  /** The model emptyDir's sizeLimit when the spec sets none. */
+  modelSizeLimit: string;
+}
+
+const list = (text: string) => text.split(',').map((e) => e.trim()).filter(Boolean);
+
+/** The admin's tenancy policy from the flags, with the providers main.ts read from --providers-file. */
+export function tenancyPolicy(flags: OperatorFlags, providers: Provider[]): TenancyPolicy {
+  const allow = parseAllowList(flags.outboundAllow);
+  return {
+    allowHosts: allow.hosts, allowCidrs: allow.cidrs, denyCidrs: list(flags.outboundDeny), rawUrls: flags.outboundRawUrls,
+    providers, gatewayParents: list(flags.gatewayParents), gatewayHostnames: parseAllowList(flags.gatewayHostnames).hosts,
+  };
+}
+
+export function outboundLimits(flags: OperatorFlags): OutboundLimits {
+  return { maxResponseBytes: flags.maxResponseBytes, maxConcurrent: flags.maxConcurrentChecks, maxPerNamespace: flags.maxConcurrentChecksPerNamespace };
 }
 
 /** A command line or variable that does not parse: the operator says so and exits 2 (a usage error). */
@@ -107,6 +148,19 @@ export function parseOperatorFlags(argv: string[], env: NodeJS.ProcessEnv = proc
   if (serviceAddress.value !== 'dns' && serviceAddress.value !== 'cluster-ip') {
     throw new FlagError(`${serviceAddress.source}: must be dns or cluster-ip, not "${serviceAddress.value}"`);
   }
+  const allow = parseAllowList(str('outbound-allow'));
+  if (allow.problems.length) throw new FlagError(`${raw('outbound-allow').source}: ${allow.problems.join('; ')}`);
+  const deny = list(str('outbound-deny'));
+  const badDeny = deny.filter((c) => !parseCidr(c));
+  if (badDeny.length) throw new FlagError(`${raw('outbound-deny').source}: ${badDeny.map((c) => `"${c}"`).join(', ')} is not a CIDR`);
+  const parents = list(str('gateway-parents'));
+  const badParent = parents.filter((p) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(p));
+  if (badParent.length) throw new FlagError(`${raw('gateway-parents').source}: ${badParent.map((p) => `"${p}"`).join(', ')} is not namespace/name`);
+  const hostnames = parseAllowList(str('gateway-hostnames'));
+  if (hostnames.problems.length || hostnames.cidrs.length) throw new FlagError(`${raw('gateway-hostnames').source}: hostname patterns only (name or *.suffix)`);
+  const rawUrls = raw('outbound-raw-urls');
+  const sizeLimit = raw('model-size-limit');
+  if (!/^[1-9][0-9]{0,6}(Mi|Gi|Ti)$/.test(sizeLimit.value)) throw new FlagError(`${sizeLimit.source}: "${sizeLimit.value}" is not a whole number of Mi, Gi or Ti, such as 100Gi`);
   return {
     kubeconfig: values.kubeconfig || undefined,
     metricsPort: int('metrics-port', 0, 65_535),
@@ -120,5 +174,15 @@ export function parseOperatorFlags(argv: string[], env: NodeJS.ProcessEnv = proc
     serviceUrlTemplate: str('service-url-template'),
     watchNamespaces: str('watch-namespaces').split(',').map((n) => n.trim()).filter(Boolean),
     maxConcurrentRollouts: int('max-concurrent-rollouts', 0, 1_000_000),
+    outboundAllow: str('outbound-allow'),
+    outboundDeny: str('outbound-deny'),
+    outboundRawUrls: parseBoolean(rawUrls.value, rawUrls.source),
+    providersFile: str('providers-file'),
+    maxResponseBytes: int('max-response-bytes', 1024, 64 << 20),
+    maxConcurrentChecks: int('max-concurrent-checks', 1, 100_000),
+    maxConcurrentChecksPerNamespace: int('max-concurrent-checks-per-namespace', 1, 100_000),
+    gatewayParents: str('gateway-parents'),
+    gatewayHostnames: str('gateway-hostnames'),
+    modelSizeLimit: sizeLimit.value,
   };
 }

@@ -5,7 +5,10 @@
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ModelDeployment } from './api/generated.js';
-import { FlagError, parseOperatorFlags, type OperatorFlags } from './flags.js';
+import { FlagError, outboundLimits, parseOperatorFlags, tenancyPolicy, type OperatorFlags } from './flags.js';
+import { configureOutbound } from './runtime/outbound.js';
+import type { Provider } from './tenancy/policy.js';
+import { loadProvidersFile } from './tenancy/providers.js';
 import { Controller } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
 import { WriteExpectations } from './runtime/expectations.js';
@@ -34,6 +37,15 @@ async function runOperator(argv: string[]): Promise<void> {
     process.stderr.write(`modelship: ${err.message}\n`);
     process.exit(2);
   }
+  let providers: Provider[] = [];
+  try {
+    providers = flags.providersFile ? loadProvidersFile(flags.providersFile) : [];
+  } catch (err) {
+    process.stderr.write(`modelship: --providers-file: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const tenancy = tenancyPolicy(flags, providers);
+  configureOutbound(tenancy, outboundLimits(flags));
   const log = createLogger();
   const access = loadClusterAccess(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {});
   const identity = `${hostname()}_${process.pid}`;
@@ -165,6 +177,7 @@ async function runOperator(argv: string[]): Promise<void> {
     : flags.serviceAddress === 'cluster-ip' ? clusterIpServiceUrl((namespace, name) => caches.services.get(namespace, name)) : inClusterServiceUrl;
   const deps: ReconcilerDeps = {
     client, events, log, metrics, fetcherImage: flags.fetcherImage, caches, expectations, rolloutSlots,
+    tenancy, modelSizeLimit: flags.modelSizeLimit,
     externalMetricsAvailable: () => externalMetrics,
     analysis: new AnalysisRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),
     monitoring: new MonitoringRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),
@@ -180,7 +193,8 @@ async function runOperator(argv: string[]): Promise<void> {
     live: () => Date.now() - lastTick < 30_000,
     ready: () => synced,
   });
-  log.info('modelship operator starting', { identity, concurrency: flags.concurrency, leaderElect: flags.leaderElect });
+  log.info('modelship operator starting', { identity, concurrency: flags.concurrency, leaderElect: flags.leaderElect,
+    outbound: { allow: [...tenancy.allowHosts, ...tenancy.allowCidrs], deny: tenancy.denyCidrs, rawUrls: tenancy.rawUrls, providers: providers.map((p) => `${p.type}/${p.name}`), ...outboundLimits(flags) } });
 
   // The elector has a client of its own, as client-go's leader election does: unfenced (it writes the
   // lease between terms), and with its own flow control, so renewals never queue behind reconcilers'

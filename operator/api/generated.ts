@@ -55,6 +55,10 @@ export interface ModelSource {
    * A ConfigMap in the same namespace whose key ca.crt holds the PEM certificates the fetcher trusts besides the public ones, for a model store with a private CA (an in-house S3 or HTTPS server). Mounted into the fetcher only.
    */
   caConfigMap?: string;
+  /**
+   * The most the downloaded model may take on the node (the emptyDir's sizeLimit; a pod that writes more is evicted). Unset, the operator's --model-size-limit applies.
+   */
+  sizeLimit?: string;
   dataset?: DatasetLineage;
 }
 /**
@@ -200,6 +204,9 @@ export interface PauseStep {
   duration?: string;
 }
 export interface AnalysisSpec {
+  /**
+   * How often each check is measured (at least 5s).
+   */
   interval?: string;
   /**
    * What missing or too little data means during a rollout.
@@ -228,7 +235,11 @@ export interface PodHealthCheck {
   maxRestarts?: number;
 }
 export interface PrometheusCheck {
-  address: string;
+  address?: string;
+  /**
+   * A provider the cluster admin registered (with its address and credentials), by name.
+   */
+  provider?: string;
   query?: string;
   samplesQuery?: string;
   minSamples?: number;
@@ -261,7 +272,11 @@ export interface PredictionComparison {
   minAgreement?: number;
 }
 export interface WebhookCheck {
-  url: string;
+  url?: string;
+  /**
+   * A provider the cluster admin registered (with its address and credentials), by name.
+   */
+  provider?: string;
   timeoutSeconds?: number;
   headers?: {
     [k: string]: string;
@@ -278,7 +293,11 @@ export interface DriftCheck {
   minSamples?: number;
 }
 export interface PrometheusEndpoint {
-  address: string;
+  address?: string;
+  /**
+   * A provider the cluster admin registered (with its address and credentials), by name.
+   */
+  provider?: string;
 }
 export interface Bounds {
   min?: number;
@@ -295,6 +314,9 @@ export interface StableComparison {
  * Keeps judging the stable revision after promotion, for as long as it serves.
  */
 export interface MonitoringSpec {
+  /**
+   * How often each check is measured (at least 5s).
+   */
   interval?: string;
   /**
    * @minItems 1
@@ -315,7 +337,11 @@ export interface MonitoringSpec {
  * Called once on each transition of Drifting (with retries and backoff), with the context as JSON.
  */
 export interface MonitoringWebhook {
-  url: string;
+  url?: string;
+  /**
+   * A provider the cluster admin registered (with its address and credentials), by name.
+   */
+  provider?: string;
   timeoutSeconds?: number;
   headers?: {
     [k: string]: string;

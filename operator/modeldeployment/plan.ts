@@ -12,6 +12,7 @@
 // router and the Deployments passes through the traffic guard (rollout/guard.ts).
 import type { ModelDeployment } from '../api/generated.js';
 import { serviceUrl } from './desired/service.js';
+import { tenancyProblems } from './tenancy.js';
 import { instanceLabel } from './labels.js';
 import { resolveRuntime } from './resolve.js';
 import { advanceCanary } from './rollout/canary.js';
@@ -54,6 +55,8 @@ function invalidSpec(md: ModelDeployment, ctx: PlanContext): Plan | undefined {
   if (resolution.ok && md.spec.traffic?.router === 'GatewayAPI' && ctx.gatewayApiAvailable === false) {
     resolution = { ok: false, problems: ['traffic.router GatewayAPI needs the Gateway API CRDs (HTTPRoute, gateway.networking.k8s.io/v1) in the cluster; install them or use ReplicaRatio'] };
   }
+  const tenancy = tenancyProblems(md.spec, md.metadata?.namespace ?? '', ctx.tenancy);
+  if (tenancy.length) resolution = { ok: false, problems: [...(resolution.ok ? [] : resolution.problems), ...tenancy] };
   if (resolution.ok) return undefined;
   const now = ctx.now.toISOString();
   const generation = md.metadata?.generation ?? 0;

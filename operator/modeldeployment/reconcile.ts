@@ -1,5 +1,6 @@
 // The reconcile pipeline for one ModelDeployment: observe (from the caches) → decide (plan, pure) →
 // apply (server-side apply, only what differs) → delete → one status write, only when it changed.
+import type { TenancyPolicy } from '../tenancy/policy.js';
 import { createHash } from 'node:crypto';
 import type { ModelDeployment } from '../api/generated.js';
 import { canonicalJson, revisionHash } from '../api/revision.js';
@@ -27,6 +28,10 @@ export interface ReconcilerDeps {
   events: EventRecorder;
   log: Logger;
   fetcherImage: string;
+  /** The admin's tenancy policy; absent: the defaults. */
+  tenancy?: TenancyPolicy;
+  /** --model-size-limit. */
+  modelSizeLimit?: string;
   /** Refreshed by the manager; undefined until first known. */
   externalMetricsAvailable?: () => boolean | undefined;
   caches: {
@@ -109,7 +114,9 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     ...(liveRoute && ownedBy(md, liveRoute) ? { route: liveRoute } : {}),
     ...(liveService && ownedBy(md, liveService) ? { service: liveService } : {}),
   }, {
-    fetcherImage: deps.fetcherImage, now, ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
+    fetcherImage: deps.fetcherImage, now,
+    ...(deps.tenancy ? { tenancy: deps.tenancy } : {}),
+    ...(deps.modelSizeLimit ? { modelSizeLimit: deps.modelSizeLimit } : {}), ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
     ...(analysis ? { analysis } : {}),
     ...(monitoring ? { monitoring } : {}),
     operations,

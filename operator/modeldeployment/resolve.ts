@@ -18,6 +18,11 @@ export interface ResolvedRuntime {
   readOnlyRootFilesystem: boolean;
   sharedMemory: boolean;
   gpus: number;
+  /**
+   * The digest the model is held to: spec.model.digest, or else the one an oci:// URI is pinned to
+   * (…@sha256:<hex>), which is what the kubelet pulls. The one to record in status and history.
+   */
+  modelDigest?: string;
 }
 
 export type Resolution = { ok: true; runtime: ResolvedRuntime } | { ok: false; problems: string[] };
@@ -61,6 +66,25 @@ export function modelUriProblem(uri: string): string | undefined {
   }
 }
 
+/** The digest a model URI is pinned to (oci://registry/repo[:tag]@sha256:<hex>), if any. */
+export function modelUriDigest(uri: string): string | undefined {
+  return uri.startsWith('oci://') ? /@(sha256:[a-f0-9]{64})$/.exec(uri)?.[1] : undefined;
+}
+
+/**
+ * The model's digest once URI and spec agree: spec.model.digest, or the URI's own. A URI pinned to one
+ * digest and a model.digest naming another is a problem, since the kubelet would pull the URI's while
+ * status and history record the spec's.
+ */
+export function resolveModelDigest(model: Pick<ModelDeploymentSpec['model'], 'uri' | 'digest'>): { digest?: string; problem?: string } {
+  const pinned = modelUriDigest(model.uri);
+  if (pinned && model.digest && pinned !== model.digest) {
+    return { problem: `model.digest ${model.digest} does not match the digest model.uri is pinned to, ${pinned}: set them equal or leave model.digest unset` };
+  }
+  const digest = model.digest ?? pinned;
+  return digest ? { digest } : {};
+}
+
 function quantityToNumber(q: string | number | undefined): number {
   if (q === undefined) return 0;
   return typeof q === 'number' ? q : Number.parseFloat(q);
@@ -72,6 +96,8 @@ export function resolveRuntime(spec: ModelDeploymentSpec, modelName: string): Re
   const runtime = spec.runtime ?? {};
   const uriProblem = modelUriProblem(spec.model.uri);
   if (uriProblem) problems.push(uriProblem);
+  const modelDigest = resolveModelDigest(spec.model);
+  if (modelDigest.problem) problems.push(modelDigest.problem);
 
   const presetName: PresetName | undefined = runtime.preset ?? (format ? defaultPresetForFormat[format] : undefined);
   if (!presetName) {
@@ -126,6 +152,7 @@ export function resolveRuntime(spec: ModelDeploymentSpec, modelName: string): Re
       readOnlyRootFilesystem: preset.readOnlyRootFilesystem,
       sharedMemory: preset.sharedMemory,
       gpus,
+      ...(modelDigest.digest ? { modelDigest: modelDigest.digest } : {}),
     },
   };
 }

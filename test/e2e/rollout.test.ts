@@ -41,7 +41,7 @@ function rolloutSpec(steps: RolloutSpec['steps']): RolloutSpec {
   return {
     steps,
     analysis: {
-      interval: '3s',
+      interval: '5s',
       checks: [
         { name: 'pods', podHealth: { maxRestarts: 1 } },
         {

@@ -56,15 +56,15 @@ const cases: Case[] = [
   { title: 'weight above 100', mutate: (s) => { s.rollout = { steps: [{ setWeight: 150 }] }; }, rejected: /setWeight.*100/ },
   { title: 'a step with two actions', mutate: (s) => { s.rollout = { steps: [{ setWeight: 10, pause: {} }] }; }, rejected: /exactly one of setWeight, setMirror and pause/ },
   { title: 'bad pause duration', mutate: (s) => { s.rollout = { steps: [{ pause: { duration: '5 minutes' } }] }; }, rejected: /duration.*should match/ },
-  { title: 'a check with two providers', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', podHealth: {}, webhook: { url: 'http://x.example' } }] } }; }, rejected: /exactly one provider/ },
+  { title: 'a check with two providers', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', podHealth: {}, webhook: { url: 'http://x.ml.svc' } }] } }; }, rejected: /exactly one provider/ },
   { title: 'a check with no provider', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c' }] } }; }, rejected: /exactly one provider/ },
   { title: 'duplicate check names', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', podHealth: {} }, { name: 'c', podHealth: {} }] } }; }, rejected: /Duplicate value/ },
-  { title: 'prometheus check without bounds', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', prometheus: { address: 'http://p.example:9090', query: 'up' } }] } }; }, rejected: /needs pass bounds or compareToStable/ },
-  { title: 'pass.min above pass.max', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', prometheus: { address: 'http://p.example:9090', query: 'up' }, pass: { min: 2, max: 1 } }] } }; }, rejected: /pass\.min must not exceed pass\.max/ },
-  { title: 'compareToStable in monitoring', mutate: (s) => { s.monitoring = { checks: [{ name: 'lat', prometheus: { address: 'http://p.example', query: 'q' }, compareToStable: { maxRatio: 1.2 } }] }; }, rejected: /monitoring judges the stable revision alone/ },
+  { title: 'prometheus check without bounds', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', prometheus: { address: 'http://p.monitoring.svc:9090', query: 'up' } }] } }; }, rejected: /needs pass bounds or compareToStable/ },
+  { title: 'pass.min above pass.max', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', prometheus: { address: 'http://p.monitoring.svc:9090', query: 'up' }, pass: { min: 2, max: 1 } }] } }; }, rejected: /pass\.min must not exceed pass\.max/ },
+  { title: 'compareToStable in monitoring', mutate: (s) => { s.monitoring = { checks: [{ name: 'lat', prometheus: { address: 'http://p.monitoring.svc', query: 'q' }, compareToStable: { maxRatio: 1.2 } }] }; }, rejected: /monitoring judges the stable revision alone/ },
   { title: 'monitoring without checks', mutate: (s) => { s.monitoring = { checks: [] }; }, rejected: /checks: Invalid value|should have at least 1 items|must have at least 1 items/ },
   { title: 'monitoring onFailure outside the enum', mutate: (s) => { s.monitoring = { onFailure: 'Retrain' as 'Alert', checks: [{ name: 'p', podHealth: {} }] }; }, rejected: /Unsupported value: "Retrain"/ },
-  { title: 'drift check in rollout analysis', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'd', drift: { histogram: 'h', prometheus: { address: 'http://p.example' }, maxPSI: 0.2 } }] } }; }, rejected: /drift checks belong in spec\.monitoring/ },
+  { title: 'drift check in rollout analysis', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'd', drift: { histogram: 'h', prometheus: { address: 'http://p.monitoring.svc' }, maxPSI: 0.2 } }] } }; }, rejected: /drift checks belong in spec\.monitoring/ },
   { title: 'mirroring without a gateway', mutate: (s) => { s.rollout = { steps: [{ setMirror: 100 }] }; }, rejected: /setMirror steps need traffic\.router GatewayAPI/ },
   { title: 'GatewayAPI router without parentRefs', mutate: (s) => { s.traffic = { router: 'GatewayAPI' }; }, rejected: /needs gatewayAPI\.parentRefs/ },
   { title: 'credentials for an OCI model', mutate: (s) => { s.model.uri = 'oci://registry.example/models/iris:1'; s.model.credentialsSecret = 'creds'; }, rejected: /imagePullSecrets/ },
@@ -72,6 +72,19 @@ const cases: Case[] = [
   { title: 'malformed resource quantity', mutate: (s) => { s.resources = { requests: { cpu: 'lots' } }; }, rejected: /spec\.resources\.requests/ },
   { title: 'name that cannot name a Service', mutate: (_s, md) => { md.metadata!.name = '9lives'; }, rejected: /DNS-1035 label/ },
   { title: 'too many args', mutate: (s) => { s.runtime = { args: Array.from({ length: 70 }, () => 'x') }; }, rejected: /Too many/ },
+  // Tenancy: what every cluster refuses.
+  { title: 'an analysis interval of 0s', mutate: (s) => { s.rollout = { analysis: { interval: '0s', checks: [{ name: 'c', podHealth: {} }] } }; }, rejected: /interval: Invalid value.*must be at least 5s/ },
+  { title: 'a monitoring interval under 5s', mutate: (s) => { s.monitoring = { interval: '4900ms', checks: [{ name: 'c', podHealth: {} }] }; }, rejected: /must be at least 5s/ },
+  { title: 'a webhook with both url and provider', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', webhook: { url: 'http://x.ml.svc', provider: 'evals' } }] } }; }, rejected: /exactly one of url and provider/ },
+  { title: 'a Prometheus with neither address nor provider', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'c', prometheus: { query: 'up' }, pass: { max: 1 } }] } }; }, rejected: /exactly one of address and provider/ },
+  { title: 'an oci:// digest that differs from model.digest', mutate: (s) => { s.model.uri = `oci://registry.example/iris@sha256:${'a'.repeat(64)}`; s.model.digest = `sha256:${'b'.repeat(64)}`; }, rejected: /pins a digest that differs from digest/ },
+  { title: 'a size limit that is not whole Mi, Gi or Ti', mutate: (s) => { s.model.sizeLimit = '1.5Gi'; }, rejected: /sizeLimit.*should match/ },
+  // Tenancy: what this cluster's admin does not allow (the operator's outbound policy and Gateway rules).
+  { title: 'a webhook at a link-local address', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'meta', webhook: { url: 'http://169.254.169.254/latest/meta-data/iam?token=SECRET' } }] } }; }, invalidSpec: /rollout\.analysis\.checks\[meta\]\.webhook\.url \(http:\/\/169\.254\.169\.254\): address 169\.254\.169\.254 is not in the operator's outbound allow list/ },
+  { title: 'a Prometheus outside the cluster', mutate: (s) => { s.monitoring = { checks: [{ name: 'p', prometheus: { address: 'https://prometheus.example.com', query: 'up' }, pass: { max: 1 } }] }; }, invalidSpec: /monitoring\.checks\[p\]\.prometheus\.address .*host prometheus\.example\.com is not in the operator's outbound allow list/ },
+  { title: 'a provider that is not registered', mutate: (s) => { s.monitoring = { checks: [{ name: 'p', prometheus: { provider: 'shared' }, pass: { max: 1 } }] }; }, invalidSpec: /no prometheus provider named shared is registered/ },
+  { title: "a Gateway in another tenant's namespace", mutate: (s) => { s.traffic = { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'public', namespace: 'infra' }] } }; }, invalidSpec: /Gateway infra\/public is in another namespace/ },
+  { title: 'a response schema that refers to another schema', mutate: (s) => { s.rollout = { analysis: { checks: [{ name: 'h', http: { path: '/p', responseSchema: { $ref: 'https://schemas.example/other.json' } } }] } }; }, invalidSpec: /responseSchema: .*\$ref/ },
   // What only the operator can know:
   { title: 'a preset that cannot load the format', mutate: (s) => { s.model.format = 'onnx'; s.runtime = { preset: 'mlserver' }; }, invalidSpec: /mlserver cannot serve onnx models; use triton/ },
   { title: 'neither format nor preset', mutate: (s) => { delete s.model.format; }, invalidSpec: /set model\.format or runtime\.preset/ },
@@ -110,6 +123,8 @@ for (const [i, c] of cases.entries()) {
       return events.items.find((e) => e.type === 'Warning' && e.reason === 'InvalidSpec');
     }, 10_000);
     t.regex(event.message ?? '', c.invalidSpec!);
+    // A URL's path and query can carry a token: only its origin is repeated.
+    t.false(/SECRET/.test(JSON.stringify(reported.status) + (event.message ?? '')), 'no path or query of a URL in status or Events');
     t.is(await operator.metric('modelship_invalid_spec_total', { namespace: ns, name: md.metadata!.name! }), 1);
   });
 }

@@ -78,7 +78,7 @@ function feedHistogram(ns: string, name: string, revision: () => string | undefi
 }
 
 const driftMonitoring = (webhook?: string): MonitoringSpec => ({
-  interval: '2s',
+  interval: '5s',
   checks: [{
     name: 'score-drift',
     drift: {
@@ -200,7 +200,7 @@ test('onFailure Rollback returns traffic to the previous promoted revision only 
   const errorsQuery = 'sum(model_errors_total{namespace="{{namespace}}",revision="{{revision}}"}) or vector(0)';
   const md = modelDeployment('m', ns, withReplicas(2), withSpec({
     rollout: { scaleDownDelaySeconds: 0 },
-    monitoring: { interval: '2s', onFailure: 'Rollback', checks: [{ name: 'errors', prometheus: { address: prometheus.address, query: errorsQuery }, pass: { max: 0 } }] },
+    monitoring: { interval: '5s', onFailure: 'Rollback', checks: [{ name: 'errors', prometheus: { address: prometheus.address, query: errorsQuery }, pass: { max: 0 } }] },
   }));
   await client.create(Resources.ModelDeployment, md);
   const v1 = (await waitFor('v1 serving and judged', async () => {
@@ -229,12 +229,14 @@ test('onFailure Rollback returns traffic to the previous promoted revision only 
 
   // Until v1 has ready pods, the Service selects v2 alone; when it selects v1 pods, some are ready.
   const restored = await waitFor('v1 restored', async () => {
-    const [m, svc, d1] = await Promise.all([
+    // Ready pods as the endpoints see them: a Deployment's readyReplicas can lag its pods by a sync.
+    const [m, svc, pods] = await Promise.all([
       get(ns, 'm'), client.get<Obj>(Resources.Service, ns, 'm'),
-      client.get<Obj>(Resources.Deployment, ns, `m-${v1}`).catch(() => undefined),
+      client.list<Obj>(Resources.Pod, { namespace: ns, labelSelector: `modelship.io/revision=${v1}` }),
     ]);
+    const readyV1 = pods.items.filter((p) => p.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True')).length;
     const pinned = svc.spec.selector['modelship.io/revision'];
-    if (pinned !== v2) t.true((d1?.status?.readyReplicas ?? 0) > 0, `the Service reaches v1 (selector ${JSON.stringify(svc.spec.selector)}) only with ready v1 pods`);
+    if (pinned !== v2) t.true(readyV1 > 0, `the Service reaches v1 (selector ${JSON.stringify(svc.spec.selector)}) only with ready v1 pods`);
     return m.status?.stableRevision?.hash === v1 && pinned === v1 ? m : undefined;
   }, 90_000, 200);
   t.true(sawRestoring, 'the rollback went through the restoring state');

@@ -123,7 +123,7 @@ test('v1 → v2 through 10% → pause 5 s → 50% → 100%: Deployments, Service
 
 test('a canary that never becomes ready is rolled back in time, and stable keeps its replicas and all traffic throughout', async (t) => {
   const ns = await namespaces.create('never-ready');
-  const { v1, v2 } = await serveThenUpdate(ns, 'm', [withReplicas(2), withRollout({ steps: [{ setWeight: 50 }, { setWeight: 100 }], progressDeadlineSeconds: 10, analysis: { interval: '2s' } })], [withFault('never-ready')]);
+  const { v1, v2 } = await serveThenUpdate(ns, 'm', [withReplicas(2), withRollout({ steps: [{ setWeight: 50 }, { setWeight: 100 }], progressDeadlineSeconds: 10, analysis: { interval: '5s' } })], [withFault('never-ready')]);
   const started = Date.now();
   let samples = 0;
   const rejected = await waitFor('rolled back', async () => {
@@ -169,7 +169,7 @@ function errorRateCheck(extra: Record<string, unknown> = {}) {
 test('Prometheus: an error rate above the bound rolls back, one below it is promoted', async (t) => {
   const bad = await namespaces.create('prom-bad');
   const good = await namespaces.create('prom-good');
-  const rollout = (): RolloutSpec => ({ steps: [{ setWeight: 50 }, { pause: { duration: '4s' } }, { setWeight: 100 }], analysis: { interval: '2s', checks: [errorRateCheck()] } });
+  const rollout = (): RolloutSpec => ({ steps: [{ setWeight: 50 }, { pause: { duration: '4s' } }, { setWeight: 100 }], analysis: { interval: '5s', checks: [errorRateCheck()] } });
   const [b, g] = await Promise.all([
     serveThenUpdate(bad, 'm', [withRollout(rollout())]),
     serveThenUpdate(good, 'm', [withRollout(rollout())]),
@@ -192,7 +192,7 @@ test('Prometheus: too few samples hold the rollout as inconclusive, or roll it b
   const back = await namespaces.create('prom-back');
   const rollout = (policy: 'Hold' | 'Rollback'): RolloutSpec => ({
     steps: [{ setWeight: 50 }, { setWeight: 100 }],
-    analysis: { interval: '2s', inconclusive: policy, checks: [errorRateCheck({ samplesQuery, minSamples: 100000 })] },
+    analysis: { interval: '5s', inconclusive: policy, checks: [errorRateCheck({ samplesQuery, minSamples: 100000 })] },
   });
   await serveThenUpdate(hold, 'm', [withRollout(rollout('Hold'))]);
   await serveThenUpdate(back, 'm', [withRollout(rollout('Rollback'))]);
@@ -214,10 +214,10 @@ test('smoke tests: a response failing the JSON Schema, or predictions that disag
   models.answer(schemaNs, 'm-canary', () => ({ status: 200, body: { error: 'no outputs' } }));
   models.answer(predNs, 'm-canary', () => ({ status: 200, body: { outputs: [{ data: [0.91, 0.05] }] } }));
   models.answer(predNs, 'm-stable', () => ({ status: 200, body: { outputs: [{ data: [0.12, 0.80] }] } }));
-  await serveThenUpdate(schemaNs, 'm', [withRollout({ steps: [{ setWeight: 50 }, { setWeight: 100 }], analysis: { interval: '2s', checks: [
+  await serveThenUpdate(schemaNs, 'm', [withRollout({ steps: [{ setWeight: 50 }, { setWeight: 100 }], analysis: { interval: '5s', checks: [
     { name: 'golden', http: { ...infer, expectStatus: 200, responseSchema: { type: 'object', required: ['outputs'] } } },
   ] } })]);
-  await serveThenUpdate(predNs, 'm', [withRollout({ steps: [{ setWeight: 50 }, { setWeight: 100 }], analysis: { interval: '2s', checks: [
+  await serveThenUpdate(predNs, 'm', [withRollout({ steps: [{ setWeight: 50 }, { setWeight: 100 }], analysis: { interval: '5s', checks: [
     { name: 'golden', http: { ...infer, compareToStable: { jsonPath: '$.outputs[0].data', maxAbsDiff: 0.01, minAgreement: 0.95 } } },
   ] } })]);
   const schemaFail = await waitRejected(schemaNs, 'm');
@@ -324,7 +324,7 @@ test('GatewayAPI: the mirror filter copies traffic to the canary during a setMir
   const traffic = { router: 'GatewayAPI' as const, gatewayAPI: { parentRefs: [{ name: 'gw' }] } };
   // A check that cannot pass yet holds the mirror step open long enough to look at it.
   const hold = { name: 'hold', prometheus: { address: prometheus.address, query: 'absent_metric_for_mirror_test' }, pass: { max: 1 } };
-  await serveThenUpdate(ns, 'm', [withSpec({ traffic }), withRollout({ steps: [{ setMirror: 50 }, { setWeight: 100 }], analysis: { interval: '1s', checks: [hold] } })]);
+  await serveThenUpdate(ns, 'm', [withSpec({ traffic }), withRollout({ steps: [{ setMirror: 50 }, { setWeight: 100 }], analysis: { interval: '5s', checks: [hold] } })]);
   const r = await waitFor('mirror filter', async () => {
     const route = await client.get<Obj>(Resources.HTTPRoute, ns, 'm');
     return route.spec.rules.at(-1).filters ? route : undefined;

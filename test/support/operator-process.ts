@@ -76,6 +76,10 @@ export class OperatorProcess {
         MODELSHIP_LEADER_ELECT: String(this.opts.leaderElect ?? false),
         MODELSHIP_LEADER_ELECTION_NAMESPACE: this.opts.leaseNamespace ?? 'default',
         MODELSHIP_FETCHER_IMAGE: 'example.invalid/modelship:test',
+        // The tests' Prometheus and webhook receivers listen on 127.0.0.1, which the default outbound
+        // policy denies; 127.0.0.1 alone is opened, so the rest of loopback (127.0.0.2, the tenancy
+        // suite's stand-in for a metadata server) stays denied.
+        MODELSHIP_OUTBOUND_ALLOW: '*.svc,*.svc.cluster.local,127.0.0.1/32',
         ...this.opts.env,
       },
     });

@@ -64,7 +64,7 @@ export class World {
     this.md.spec.replicas = s.replicas;
     this.md.spec.revisionHistoryLimit = s.historyLimit;
     this.md.spec.rollout = { steps, capacity: s.capacity, progressDeadlineSeconds: 30, scaleDownDelaySeconds: 5 };
-    this.md.spec.monitoring = { interval: '1m', onFailure: 'Rollback', checks: [{ name: 'p99', prometheus: { address: 'http://prom:9090', query: 'q' }, pass: { max: 1 } }] };
+    this.md.spec.monitoring = { interval: '1m', onFailure: 'Rollback', checks: [{ name: 'p99', prometheus: { address: 'http://prom.monitoring.svc:9090', query: 'q' }, pass: { max: 1 } }] };
     if (s.router === 'GatewayAPI') this.md.spec.traffic = { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'gw' }], canaryHeader: { name: 'x-canary', value: 'always' } } };
     this.previous = this.md;
   }

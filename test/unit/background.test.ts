@@ -11,6 +11,11 @@ import { AnalysisRunner, runDueAnalysis } from '../../operator/modeldeployment/a
 import { decideMonitoring, recordMonitoringResult, type MonitoringInput } from '../../operator/modeldeployment/monitoring/decide.js';
 import { MonitoringRunner, runDueMonitoring } from '../../operator/modeldeployment/monitoring/run.js';
 import { modelDeployment, withVersion } from '../support/builders.js';
+import { configureOutbound, defaultOutboundLimits } from '../../operator/runtime/outbound.js';
+import { defaultTenancyPolicy } from '../../operator/tenancy/policy.js';
+
+// The receivers listen on loopback, which the default outbound policy denies.
+configureOutbound({ ...defaultTenancyPolicy, allowCidrs: ['127.0.0.1/32'] }, defaultOutboundLimits);
 
 const t0 = Date.parse('2026-11-26T10:00:00.000Z');
 const at = (ms: number) => new Date(t0 + ms);
@@ -28,7 +33,7 @@ function canaryMd(version: string, stepStartedAt: string, check: { name: string;
 /** A ModelDeployment whose stable revision `hash` is monitored by one check. */
 function monitoredMd(hash: string, monitoring?: MonitoringStatus): ModelDeployment {
   const md = modelDeployment('fraud', 'risk');
-  md.spec.monitoring = { interval: '60s', checks: [{ name: 'eval', webhook: { url: 'http://evals.example/run' } }] };
+  md.spec.monitoring = { interval: '60s', checks: [{ name: 'eval', webhook: { url: 'http://evals.ml.svc/run' } }] };
   md.status = { stableRevision: { hash }, ...(monitoring ? { monitoring } : {}) };
   return md;
 }
@@ -88,7 +93,7 @@ test('analysis: a hung check of a superseded canary is aborted, and the next can
     }
     return new Promise(() => undefined);
   });
-  const check = { name: 'eval', webhook: { url: 'http://evals.example/run', timeoutSeconds: 3600 } };
+  const check = { name: 'eval', webhook: { url: 'http://evals.ml.svc/run', timeoutSeconds: 3600 } };
   const a = canaryMd('1', at(0).toISOString(), check);
   runner.poll(a, at(1000));
   t.is(signals.length, 1);
@@ -116,7 +121,7 @@ test('analysis: a new step aborts the previous step\'s run and starts the new st
     signals.push(signal!);
     return new Promise(() => undefined);
   });
-  const check = { name: 'eval', webhook: { url: 'http://evals.example/run' } };
+  const check = { name: 'eval', webhook: { url: 'http://evals.ml.svc/run' } };
   runner.poll(canaryMd('2', at(0).toISOString(), check), at(1000));
   const nextStep = canaryMd('2', at(5000).toISOString(), check);
   nextStep.status!.rollout!.step = 1;
@@ -160,7 +165,7 @@ test('analysis: a finished result is returned by every poll until status records
     const old = view.status?.analysis?.results?.find((r) => r.check === 'eval');
     return [recordResult({ name: 'eval' }, old, { phase: 'Passed', value: 200, message: 'HTTP 200' }, now.toISOString())];
   });
-  const md = canaryMd('2', at(0).toISOString(), { name: 'eval', webhook: { url: 'http://evals.example/run' } });
+  const md = canaryMd('2', at(0).toISOString(), { name: 'eval', webhook: { url: 'http://evals.ml.svc/run' } });
   t.deepEqual(runner.poll(md, at(1000)), []);
   await settle();
   const first = runner.poll(md, at(1100));
@@ -180,7 +185,7 @@ test('analysis: a finished result is returned by every poll until status records
 
 test('analysis: a result for an earlier step is dropped once the step moves on', async (t) => {
   const runner = new AnalysisRunner(() => 'http://x', noop, async (_view, now) => [{ check: 'eval', phase: 'Passed', passed: true, failures: 0, message: 'ok', at: now.toISOString() }]);
-  const check = { name: 'eval', webhook: { url: 'http://evals.example/run' } };
+  const check = { name: 'eval', webhook: { url: 'http://evals.ml.svc/run' } };
   const md = canaryMd('2', at(0).toISOString(), check);
   runner.poll(md, at(1000));
   await settle();
@@ -269,7 +274,7 @@ test('monitoring: a capture of new baselines aborts the run measuring against th
     calls.push({ view, signal: signal! });
     return new Promise(() => undefined);
   });
-  const drift = { name: 'scores', drift: { histogram: 'score_bucket', maxPSI: 0.2, prometheus: { address: 'http://prom' } } };
+  const drift = { name: 'scores', drift: { histogram: 'score_bucket', maxPSI: 0.2, prometheus: { address: 'http://prom.monitoring.svc' } } };
   const baseline = { check: 'scores', capturedAt: at(0).toISOString(), buckets: [] };
   const md = monitoredMd('rev1', { revision: 'rev1', baselines: [baseline] });
   md.spec.monitoring!.checks = [drift];
@@ -286,7 +291,7 @@ test('monitoring: a finished run is returned until status records it, and a refu
   let runs = 0;
   const runner = new MonitoringRunner(() => 'http://x', noop, async (_md, view, now, _url, deliver) => {
     runs++;
-    const check = { name: 'eval', webhook: { url: 'http://evals.example/run' } };
+    const check = { name: 'eval', webhook: { url: 'http://evals.ml.svc/run' } };
     const result = recordMonitoringResult(check, view.results.find((r) => r.check === 'eval'), { phase: 'Failed', value: 500, message: 'HTTP 500' }, now.toISOString());
     return { revision: view.revision, results: [result], baselines: view.baselines, ...(deliver ? { delivery: { drifting: 'True' as const, at: at(0).toISOString(), ok: false, error: 'HTTP 503' } } : {}) };
   });
@@ -296,7 +301,7 @@ test('monitoring: a finished run is returned until status records it, and a refu
     notification: { drifting: 'True', at: at(0).toISOString(), attempts: 0, nextAttemptAt: at(0).toISOString(), message: 'eval failing' },
   };
   const md = monitoredMd('rev1', prior);
-  md.spec.monitoring!.webhook = { url: 'http://alerts.example/hook' };
+  md.spec.monitoring!.webhook = { url: 'http://alerts.ml.svc/hook' };
   const drifting = { type: 'Drifting', status: 'True' as const, reason: 'CheckFailed', message: 'eval failing', lastTransitionTime: at(0).toISOString() };
   const decide = (input: MonitoringInput | undefined, status: MonitoringStatus) => decideMonitoring({
     spec: md.spec, prior: status, priorDrifting: drifting, input, generation: 1, now: at(61_000),

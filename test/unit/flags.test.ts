@@ -35,8 +35,12 @@ function sampleValue(row: DocumentedFlag): string {
   const def = flagDefinitions.find((f) => f.name === row.flag)!;
   if (def.type === 'boolean') return 'false';
   if (def.type === 'port') return '9443';
+  if (row.flag === 'max-response-bytes') return '65536';
   if (def.type === 'count') return '7';
   if (row.flag === 'watch-namespaces') return 'team-a,team-b';
+  if (row.flag === 'outbound-deny') return '10.0.0.0/24,fd00::/8';
+  if (row.flag === 'gateway-parents') return 'infra/shared,infra/public';
+  if (row.flag === 'gateway-hostnames') return '*.models.example.com,api.example.com';
   return literal ?? `/tmp/sample-${row.flag}`;
 }
 
@@ -103,6 +107,12 @@ test('bad values and unknown flags are usage errors that name the culprit', (t) 
   t.throws(() => parseOperatorFlags([], { MODELSHIP_RESYNC_SECONDS: '10m' }), { instanceOf: FlagError, message: /MODELSHIP_RESYNC_SECONDS/ });
   t.throws(() => parseOperatorFlags(['--service-address=ingress'], {}), { instanceOf: FlagError, message: /dns or cluster-ip/ });
   t.throws(() => parseOperatorFlags(['--leader-elect-namespace=x'], {}), { instanceOf: FlagError });
+  t.throws(() => parseOperatorFlags(['--outbound-allow=*.svc,not a host'], {}), { instanceOf: FlagError, message: /--outbound-allow: "not a host"/ });
+  t.throws(() => parseOperatorFlags([], { MODELSHIP_OUTBOUND_DENY: '10.0.0.0/33' }), { instanceOf: FlagError, message: /MODELSHIP_OUTBOUND_DENY: "10\.0\.0\.0\/33" is not a CIDR/ });
+  t.throws(() => parseOperatorFlags(['--gateway-parents=shared'], {}), { instanceOf: FlagError, message: /namespace\/name/ });
+  t.throws(() => parseOperatorFlags(['--gateway-hostnames=10.0.0.0/8'], {}), { instanceOf: FlagError, message: /hostname patterns only/ });
+  t.throws(() => parseOperatorFlags(['--model-size-limit=1.5Gi'], {}), { instanceOf: FlagError, message: /--model-size-limit/ });
+  t.throws(() => parseOperatorFlags(['--max-response-bytes=10'], {}), { instanceOf: FlagError, message: /--max-response-bytes/ });
 });
 
 /** The chart's Deployment environment, rendered from values.yaml the way its template does. */

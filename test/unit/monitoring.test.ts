@@ -36,7 +36,7 @@ test('PSI with empty buckets: shares are floored at epsilon, and a bucket empty 
   t.is(r.contributions[3], 0);
 });
 
-const drift = (maxPSI = 0.2, minSamples?: number): Check => ({ name: 'score-drift', drift: { histogram: 'score_bucket{revision="{{revision}}"}', prometheus: { address: 'http://prom:9090' }, window: '10m', maxPSI, ...(minSamples !== undefined ? { minSamples } : {}) } });
+const drift = (maxPSI = 0.2, minSamples?: number): Check => ({ name: 'score-drift', drift: { histogram: 'score_bucket{revision="{{revision}}"}', prometheus: { address: 'http://prom.monitoring.svc:9090' }, window: '10m', maxPSI, ...(minSamples !== undefined ? { minSamples } : {}) } });
 
 test('the baseline is captured from the first window with enough observations, then live windows are compared with it', (t) => {
   const now = '2026-11-26T10:00:00.000Z';
@@ -59,7 +59,7 @@ test('the baseline is captured from the first window with enough observations, t
 });
 
 test('monitoring failures count consecutively; Fail turns missing data into a failure, Hold does not', (t) => {
-  const c: Check = { name: 'p99', prometheus: { address: 'http://prom:9090', query: 'q' }, pass: { max: 1 }, failureLimit: 1 };
+  const c: Check = { name: 'p99', prometheus: { address: 'http://prom.monitoring.svc:9090', query: 'q' }, pass: { max: 1 }, failureLimit: 1 };
   let r = recordMonitoringResult(c, undefined, { phase: 'Failed', value: 2, message: '2 > 1' }, 't1');
   r = recordMonitoringResult(c, r, { phase: 'Failed', value: 2, message: '2 > 1' }, 't2');
   t.is(r.failures, 2);
@@ -79,7 +79,7 @@ class Monitor {
 
   constructor(onFailure: 'Alert' | 'Rollback' = 'Alert') {
     this.spec = modelDeployment('fraud', 'risk').spec;
-    this.spec.monitoring = { interval: '1m', checks: [drift()], onFailure, webhook: { url: 'http://retrain/trigger' } };
+    this.spec.monitoring = { interval: '1m', checks: [drift()], onFailure, webhook: { url: 'http://retrain.ml.svc/trigger' } };
   }
 
   step(result: Partial<CheckResult> | undefined, delivery?: { ok: boolean; error?: string }) {
@@ -186,7 +186,7 @@ test('kubectl modelship status shows monitoring results, the baseline age, Drift
   const { statusView } = await import('../../operator/cli/plugin-view.js');
   const md = modelDeployment('fraud', 'risk');
   md.metadata = { ...md.metadata, generation: 1 };
-  md.spec.monitoring = { interval: '5m', onFailure: 'Rollback', checks: [drift()], webhook: { url: 'http://retrain/trigger' } };
+  md.spec.monitoring = { interval: '5m', onFailure: 'Rollback', checks: [drift()], webhook: { url: 'http://retrain.ml.svc/trigger' } };
   md.status = {
     observedGeneration: 1, phase: 'Healthy', stableRevision: { hash: 'abc123', modelVersion: '7' },
     conditions: [{ type: 'Drifting', status: 'True', reason: 'DriftDetected', message: 'revision abc123: score-drift: PSI 0.91 > 0.2', lastTransitionTime: '2026-11-26T10:00:00Z' }],

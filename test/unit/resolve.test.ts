@@ -1,5 +1,5 @@
 import test from 'ava';
-import { modelUriProblem, parseQuantity, resolveRuntime } from '../../operator/modeldeployment/resolve.js';
+import { modelUriDigest, modelUriProblem, parseQuantity, resolveRuntime } from '../../operator/modeldeployment/resolve.js';
 import { presets } from '../../operator/modeldeployment/presets.js';
 import type { ModelDeploymentSpec } from '../../operator/api/generated.js';
 
@@ -76,6 +76,33 @@ test('model URIs that pass the CRD pattern but mean nothing are caught', (t) => 
   t.regex(modelUriProblem('hf://org-only') ?? '', /organisation\/repository/);
   t.regex(modelUriProblem('pvc://claim/../../etc') ?? '', /\.\./);
   t.regex(modelUriProblem('oci://Not A Ref') ?? '', /OCI image reference/);
+});
+
+test('an oci:// URI pinned to one digest and a model.digest naming another is an invalid spec that names both', (t) => {
+  const a = `sha256:${'a'.repeat(64)}`;
+  const b = `sha256:${'b'.repeat(64)}`;
+  const oci = (d: string) => `oci://registry.example/models/iris:1@${d}`;
+  const mismatch = resolveRuntime(spec({}, { uri: oci(a), digest: b }), 'm');
+  t.false(mismatch.ok);
+  const text = mismatch.ok ? '' : mismatch.problems.join('; ');
+  t.true(text.includes(a) && text.includes(b), text);
+  t.regex(text, /model\.digest .* does not match the digest model\.uri is pinned to/);
+  const agree = resolveRuntime(spec({}, { uri: oci(a), digest: a }), 'm');
+  t.true(agree.ok && agree.runtime.modelDigest === a);
+});
+
+test('the digest to record is model.digest, or else the one the URI is pinned to', (t) => {
+  const a = `sha256:${'a'.repeat(64)}`;
+  const onlyUri = resolveRuntime(spec({}, { uri: `oci://registry.example/models/iris@${a}` }), 'm');
+  if (!onlyUri.ok) return t.fail(onlyUri.problems.join());
+  t.is(onlyUri.runtime.modelDigest, a);
+  const onlySpec = resolveRuntime(spec({}, { uri: 'oci://registry.example/models/iris:1', digest: a }), 'm');
+  t.true(onlySpec.ok && onlySpec.runtime.modelDigest === a);
+  const fetched = resolveRuntime(spec({}, { digest: a }), 'm');
+  t.true(fetched.ok && fetched.runtime.modelDigest === a);
+  const none = resolveRuntime(spec(), 'm');
+  t.true(none.ok && none.runtime.modelDigest === undefined);
+  t.is(modelUriDigest('hf://org/repo@main'), undefined, 'only an OCI reference is pinned by @sha256');
 });
 
 test('quantities parse like Kubernetes', (t) => {

@@ -223,7 +223,7 @@ test('a crash-looping canary is rolled back naming CrashLoopBackOff', (t) => {
 });
 
 test('a failed analysis check rolls back; failureLimit tolerates that many failures', (t) => {
-  const check = { name: 'error-rate', prometheus: { address: 'http://p:9090', query: 'q' }, pass: { max: 0.01 }, failureLimit: 1 };
+  const check = { name: 'error-rate', prometheus: { address: 'http://p.monitoring.svc:9090', query: 'q' }, pass: { max: 0.01 }, failureLimit: 1 };
   const w = serving(2, { steps: [{ setWeight: 50 }, { pause: {} }], analysis: { checks: [check] } });
   w.setVersion('2');
   w.tick();
@@ -238,7 +238,7 @@ test('a failed analysis check rolls back; failureLimit tolerates that many failu
 });
 
 test('inconclusive analysis holds the step, or rolls back when the policy says so', (t) => {
-  const check = { name: 'error-rate', prometheus: { address: 'http://p:9090', query: 'q' }, pass: { max: 0.01 } };
+  const check = { name: 'error-rate', prometheus: { address: 'http://p.monitoring.svc:9090', query: 'q' }, pass: { max: 0.01 } };
   for (const policy of ['Hold', 'Rollback'] as const) {
     const w = serving(2, { steps: [{ setWeight: 50 }, { setWeight: 100 }], analysis: { checks: [check], inconclusive: policy } });
     w.setVersion('2');
@@ -429,7 +429,7 @@ test('property: whatever the pods do and whoever presses what, the invariants ho
 
 test('monitoring onFailure Rollback: the previous promoted revision comes back as a canary, gets traffic only once ready, and the drifting one stays rejected', (t) => {
   const w = serving(2);
-  w.md.spec.monitoring = { interval: '1m', onFailure: 'Rollback', checks: [{ name: 'score-drift', drift: { histogram: 'h_bucket', prometheus: { address: 'http://prom:9090' }, maxPSI: 0.2 } }] };
+  w.md.spec.monitoring = { interval: '1m', onFailure: 'Rollback', checks: [{ name: 'score-drift', drift: { histogram: 'h_bucket', prometheus: { address: 'http://prom.monitoring.svc:9090' }, maxPSI: 0.2 } }] };
   const v1 = w.hash;
   w.setVersion('2');
   const v2 = w.hash;
@@ -471,7 +471,7 @@ test('monitoring onFailure Rollback: the previous promoted revision comes back a
 
 test('monitoring onFailure Rollback with no earlier promoted revision only alerts, and says why', (t) => {
   const w = serving(1);
-  w.md.spec.monitoring = { onFailure: 'Rollback', checks: [{ name: 'p99', prometheus: { address: 'http://prom:9090', query: 'q' }, pass: { max: 1 } }] };
+  w.md.spec.monitoring = { onFailure: 'Rollback', checks: [{ name: 'p99', prometheus: { address: 'http://prom.monitoring.svc:9090', query: 'q' }, pass: { max: 1 } }] };
   w.monitoring = { revision: w.hash, baselines: [], results: [{ check: 'p99', phase: 'Failed', passed: false, value: '3', failures: 1, message: '3 > 1', at: new Date(w.now).toISOString() }] };
   w.tick();
   const written = w.tick();

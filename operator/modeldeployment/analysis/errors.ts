@@ -1,10 +1,15 @@
-// fetch() reports every network failure as "fetch failed" and keeps the reason in `cause`; a person
-// reading a check result needs the reason (DNS, refused, timeout) and the address it was about.
+// What a failed call means for a person reading a check result: the reason (denied by policy, too
+// large, no answer in time, refused) and the endpoint's origin, never its path, query or answer. The
+// outbound client words its own errors; anything else is a bug or a local failure, named by class.
+import { OutboundError } from '../../runtime/outbound.js';
 
-export function requestError(err: unknown, url: string | URL): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
-  const target = new URL(url).origin;
-  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `${target}: no answer in time (${e.message})`;
-  const cause = e?.cause?.code ?? e?.cause?.message;
-  return `${target}: ${e?.message ?? String(err)}${cause && e.message === 'fetch failed' ? `: ${cause}` : ''}`;
+export function requestError(err: unknown, label: string): string {
+  if (err instanceof OutboundError) return err.message;
+  const e = err as Error;
+  return `${label}: ${e?.name ?? 'Error'}: ${(e?.message ?? String(err)).slice(0, 200)}`;
+}
+
+/** A bounded description of an answer's size, for messages that may not show the answer. */
+export function answerSize(body: Buffer): string {
+  return body.length === 0 ? 'empty answer' : body.length < 1024 ? `${body.length}-byte answer` : `${(body.length / 1024).toFixed(1)} KiB answer`;
 }

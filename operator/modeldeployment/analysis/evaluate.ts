@@ -71,6 +71,15 @@ export function judgeAgreement(canary: unknown, stable: unknown, maxAbsDiff = 0,
   return { phase, value: rate, samples: a.length, message: `agreement ${fmt(rate)} (${agree}/${a.length} within ${fmt(maxAbsDiff)}; min ${fmt(minAgreement)})` };
 }
 
+/**
+ * The floor of every measurement interval. Each measurement calls out of the operator and writes
+ * status; the CRD refuses less, and objects stored before it said so are held to it here.
+ */
+export const minIntervalMs = 5_000;
+
+/** How often analysis measures each check. */
+export const analysisIntervalMs = (spec: ModelDeploymentSpec) => Math.max(minIntervalMs, durationMs(spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs));
+
 export function durationMs(d: string | undefined, fallbackMs: number): number {
   if (!d) return fallbackMs;
   let total = 0;

@@ -20,7 +20,7 @@ export interface MeasureTarget {
 /** `signal` abandons the measurement: every request it makes is aborted. */
 export async function measureCheck(check: Check, target: MeasureTarget, signal?: AbortSignal): Promise<Measurement> {
   if (check.prometheus) return measurePrometheus(check, target.vars, target.reference?.vars, signal);
-  if (check.http) return measureHttp(check, target.url, target.reference?.url, signal);
-  if (check.webhook) return measureWebhook(check, { ...target.context, check: check.name }, signal);
+  if (check.http) return measureHttp(check, target.vars.namespace, target.url, target.reference?.url, signal);
+  if (check.webhook) return measureWebhook(check, target.vars.namespace, { ...target.context, check: check.name }, signal);
   return { phase: 'Error', message: 'no provider this measurement can run' };
 }

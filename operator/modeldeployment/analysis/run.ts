@@ -5,7 +5,7 @@ import { revisionHash } from '../../api/revision.js';
 import type { KubeObject } from '../../api/object.js';
 import { servicePort } from '../desired/service.js';
 import { BackgroundRuns } from './background.js';
-import { analysisChecks, defaultAnalysisIntervalMs, dueChecks, durationMs, recordResult, type Measurement } from './evaluate.js';
+import { analysisChecks, analysisIntervalMs, dueChecks, recordResult, type Measurement } from './evaluate.js';
 import { measureCheck, type MeasureTarget } from './measure.js';
 
 /** Where a Service answers, from the operator's point of view. */
@@ -45,7 +45,7 @@ export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl:
   const prior = status.analysis?.results ?? [];
   const checks = analysisChecks(md.spec);
   const since = status.rollout?.stepStartedAt ? Date.parse(status.rollout.stepStartedAt) : now.getTime();
-  const interval = durationMs(md.spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs);
+  const interval = analysisIntervalMs(md.spec);
   const due = dueChecks(checks, prior, since, now.getTime(), interval);
   if (due.length === 0) return prior;
   const { namespace = '', name = '' } = md.metadata ?? {};
@@ -123,7 +123,7 @@ export class AnalysisRunner {
     const current = fresh?.results ?? status.analysis?.results?.filter((r) => checks.some((c) => c.name === r.check)) ?? [];
     const view: ModelDeployment = { ...md, status: { ...status, analysis: { results: current } } };
     const since = status.rollout?.stepStartedAt ? Date.parse(status.rollout.stepStartedAt) : now.getTime();
-    const interval = durationMs(md.spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs);
+    const interval = analysisIntervalMs(md.spec);
     if (!this.runs.busy(key) && dueChecks(checks, current, since, now.getTime(), interval).length > 0) {
       this.runs.start(namespace, name, tag, async (signal) => {
         const results = await this.measure(view, now, this.serviceUrl, signal);

@@ -15,6 +15,8 @@ export interface DeploymentInput {
   replicas: number;
   /** The operator's own image: its `modelship fetch` command downloads and verifies the model. */
   fetcherImage: string;
+  /** The sizeLimit of the emptyDir the model is downloaded into; unset: none (a Deployment built before limits). */
+  modelSizeLimit?: string;
 }
 
 const startupProbePeriodSeconds = 2;
@@ -91,7 +93,8 @@ function modelSourcing(input: DeploymentInput): ModelSourcing {
     };
   }
   return {
-    volumes: [{ name: 'model', emptyDir: {} }, ...caVolumes],
+    // Without a limit, one tenant's model download could fill the node's disk under every other pod.
+    volumes: [{ name: 'model', emptyDir: input.modelSizeLimit ? { sizeLimit: canonicalSize(input.modelSizeLimit) } : {} }, ...caVolumes],
     initContainers: [fetcher([{ name: 'model', mountPath: modelMountPath }], fetchArgs)],
   };
 }
@@ -174,4 +177,24 @@ export function desiredDeployment(input: DeploymentInput): KubeObject {
       },
     },
   };
+}
+
+/**
+ * A size in the apiserver's canonical form (1024Mi is stored as 1Gi), so the live Deployment compares
+ * equal to the desired one and no reconcile rewrites it. Sizes are whole Mi, Gi or Ti (the CRD's pattern).
+ */
+export function canonicalSize(q: string): string {
+  const m = /^(\d+)(Mi|Gi|Ti)$/.exec(q);
+  if (!m) return q;
+  const units = ['Mi', 'Gi', 'Ti', 'Pi', 'Ei'];
+  let n = Number(m[1]);
+  let u = units.indexOf(m[2]!);
+  while (n % 1024 === 0 && n > 0 && u < units.length - 1) { n /= 1024; u++; }
+  return `${n}${units[u]}`;
+}
+
+/** The sizeLimit a Deployment's model emptyDir was built with, if any. */
+export function modelVolumeSizeLimit(deployment: KubeObject): string | undefined {
+  const volumes = (deployment as { spec?: { template?: { spec?: { volumes?: { name?: string; emptyDir?: { sizeLimit?: string } }[] } } } }).spec?.template?.spec?.volumes;
+  return volumes?.find((v) => v.name === 'model')?.emptyDir?.sizeLimit;
 }

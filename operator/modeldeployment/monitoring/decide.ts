@@ -13,14 +13,14 @@
 //    restarted operator neither forgets it nor repeats a delivered one.
 import type { Check, CheckResult, Condition, DriftBaseline, ModelDeploymentSpec, MonitoringStatus, PendingNotification } from '../../api/generated.js';
 import { backoffDelay } from '../../backoff.js';
-import { durationMs, recordResult, type Measurement } from '../analysis/evaluate.js';
+import { durationMs, minIntervalMs, recordResult, type Measurement } from '../analysis/evaluate.js';
 import type { PodTrouble } from '../status.js';
 
 export const defaultMonitoringIntervalMs = 60_000;
 export const defaultDriftWindow = '1h';
 export const defaultNotifyAttempts = 10;
 
-export const monitoringIntervalMs = (spec: ModelDeploymentSpec) => durationMs(spec.monitoring?.interval, defaultMonitoringIntervalMs);
+export const monitoringIntervalMs = (spec: ModelDeploymentSpec) => Math.max(minIntervalMs, durationMs(spec.monitoring?.interval, defaultMonitoringIntervalMs));
 
 /** Checks measured by run.ts; podHealth is judged here, from what the caches show. */
 export const measuredChecks = (spec: ModelDeploymentSpec): Check[] => (spec.monitoring?.checks ?? []).filter((c) => !c.podHealth);
@@ -149,7 +149,7 @@ export function decideMonitoring(args: {
       } else {
         const attempts = (notification.attempts ?? 0) + 1;
         if (attempts >= (m.webhook.maxAttempts ?? defaultNotifyAttempts)) {
-          events.push({ type: 'Warning', reason: 'NotificationFailed', message: `webhook ${m.webhook.url} refused Drifting=${notification.drifting} ${attempts} times; giving up: ${d.error ?? ''}`.slice(0, 1000) });
+          events.push({ type: 'Warning', reason: 'NotificationFailed', message: `webhook ${webhookLabel(m.webhook)} refused Drifting=${notification.drifting} ${attempts} times; giving up: ${d.error ?? ''}`.slice(0, 1000) });
           notified = notification.drifting;
           notification = undefined;
         } else {
@@ -189,4 +189,14 @@ export function decideMonitoring(args: {
     ...(m.onFailure === 'Rollback' && drifting.status === 'True' && failing.length ? { rollback: describe(failing) } : {}),
     requeueAfterMs: Math.min(...requeues),
   };
+}
+
+/**
+ * How a webhook is named in Events and logs: its provider, or its URL's origin. A path or query can
+ * carry a token (a Slack or Teams hook URL is its own credential), and Events are readable by anyone
+ * who can read the namespace.
+ */
+export function webhookLabel(w: { url?: string; provider?: string }): string {
+  if (w.provider) return `provider ${w.provider}`;
+  return w.url && URL.canParse(w.url) ? new URL(w.url).origin : 'URL';
 }

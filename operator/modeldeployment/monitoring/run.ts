@@ -8,12 +8,13 @@ import { dueChecks, type Measurement } from '../analysis/evaluate.js';
 import { measureCheck } from '../analysis/measure.js';
 import { renderQuery, vectorQuery, type QueryVars } from '../analysis/prometheus.js';
 import { holdsMeasurements, newMeasurements, type ServiceUrl } from '../analysis/run.js';
-import { requestSignal } from '../analysis/abort.js';
+import { outbound } from '../../runtime/outbound.js';
+import { resolveEndpoint } from '../analysis/endpoint.js';
 import { servicePort } from '../desired/service.js';
 import { requestedOperations } from '../rollout/operations.js';
 import { defaultDriftWindow, measuredChecks, monitoringIntervalMs, recordMonitoringResult, type Delivery, type MonitoringInput } from './decide.js';
 import { bucketsFromCumulative, judgeDrift } from './drift.js';
-import { requestError } from '../analysis/errors.js';
+import { answerSize, requestError } from '../analysis/errors.js';
 
 /** The revision monitoring judges: the stable one, while it serves alone. */
 export function monitoredRevision(md: ModelDeployment): string | undefined {
@@ -34,12 +35,14 @@ function captureRequested(md: ModelDeployment, hash: string): boolean {
 export async function measureDrift(check: Check, vars: QueryVars, baseline: DriftBaseline | undefined, now: Date, signal?: AbortSignal): Promise<{ measurement: Measurement; baseline?: DriftBaseline }> {
   const d = check.drift!;
   const promql = `sum by (le) (increase(${renderQuery(d.histogram, vars)}[${d.window ?? defaultDriftWindow}]))`;
+  const endpoint = await resolveEndpoint(d.prometheus, 'prometheus', vars.namespace);
+  if ('problem' in endpoint) return { measurement: { phase: 'Error', message: `Prometheus not queried: ${endpoint.problem}` }, ...(baseline ? { baseline } : {}) };
   try {
-    const series = await vectorQuery(d.prometheus.address, promql, 10_000, now, signal);
+    const series = await vectorQuery(endpoint, vars.namespace, promql, 10_000, now, signal);
     const live = bucketsFromCumulative(series.filter((s) => s.labels.le !== undefined).map((s) => ({ le: s.labels.le!, value: s.value })));
     return judgeDrift(check, baseline, live, now.toISOString());
   } catch (err) {
-    return { measurement: { phase: 'Error', message: requestError(err, d.prometheus.address) }, ...(baseline ? { baseline } : {}) };
+    return { measurement: { phase: 'Error', message: err instanceof Error && err.name === 'QueryError' ? err.message : requestError(err, endpoint.label) }, ...(baseline ? { baseline } : {}) };
   }
 }
 
@@ -62,18 +65,21 @@ export async function deliverNotification(md: ModelDeployment, n: PendingNotific
     transitionAt: n.at,
     attempt: (n.attempts ?? 0) + 1,
   };
+  const endpoint = await resolveEndpoint(w, 'webhook', namespace);
+  if ('problem' in endpoint) return { drifting: n.drifting, at: n.at!, ok: false, error: `not called: ${endpoint.problem}` };
   try {
-    const res = await fetch(w.url, {
-      method: 'POST',
+    const res = await outbound.request({
+      url: endpoint.url, trust: endpoint.trust, namespace, method: 'POST',
       // The delivery id lets a receiver drop a repeat (a crash between a delivery and its status write).
-      headers: { 'content-type': 'application/json', 'x-modelship-delivery': `${uid}/${n.at}`, ...w.headers },
+      headers: { 'content-type': 'application/json', 'x-modelship-delivery': `${uid}/${n.at}`, ...w.headers, ...endpoint.headers },
       body: JSON.stringify(context),
-      signal: requestSignal((w.timeoutSeconds ?? 10) * 1000, signal),
+      timeoutMs: (w.timeoutSeconds ?? 10) * 1000,
+      ...(signal ? { signal } : {}),
     });
-    const text = (await res.text()).slice(0, 300);
-    return res.ok ? { drifting: n.drifting, at: n.at!, ok: true } : { drifting: n.drifting, at: n.at!, ok: false, error: `HTTP ${res.status}${text ? `: ${text}` : ''}` };
+    const ok = res.status >= 200 && res.status < 300;
+    return ok ? { drifting: n.drifting, at: n.at!, ok: true } : { drifting: n.drifting, at: n.at!, ok: false, error: `HTTP ${res.status} from ${endpoint.label} (${answerSize(res.body)})` };
   } catch (err) {
-    return { drifting: n.drifting, at: n.at!, ok: false, error: requestError(err, w.url) };
+    return { drifting: n.drifting, at: n.at!, ok: false, error: requestError(err, endpoint.label) };
   }
 }
 

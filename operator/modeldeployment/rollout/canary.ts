@@ -3,7 +3,7 @@
 // through the steps, with every weight and replica count passed through the traffic guard, and
 // promote it once all steps are done and it carries everything. Pure.
 import type { CheckResult, ModelDeploymentSpec, RolloutStep } from '../../api/generated.js';
-import { analysisChecks, checkFailed, defaultAnalysisIntervalMs, durationMs } from '../analysis/evaluate.js';
+import { analysisChecks, analysisIntervalMs, checkFailed, durationMs } from '../analysis/evaluate.js';
 import { progressDeadlineSeconds } from '../desired/deployment.js';
 import { splitReplicas } from './capacity.js';
 import { canaryReplicas, fullyReady, historyEntry, mustDrain, revisionInfo, type Decision, type RevisionState } from './decision.js';
@@ -182,7 +182,7 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
   const heldText = held === 'Paused' ? ' (paused by spec.paused)' : held === 'Inconclusive' ? ` (analysis inconclusive: ${inconclusive.map((r) => r.message).join('; ')})` : held === 'CapacityBlocked' ? ` (blocked: ${canary.trouble?.message ?? ''})` : '';
   d.progressing = d.condition('Progressing', 'True', held && held !== 'Timed' ? held : d.restoring ? 'Restoring' : 'CanaryStep', `${stepText} to ${canary.hash} (model ${version})${heldText}`);
   d.statusPhase = held && held !== 'Timed' ? 'Paused' : 'Progressing';
-  if (checks.length) d.soon(durationMs(md.spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs));
+  if (checks.length) d.soon(analysisIntervalMs(md.spec));
   d.soon(5_000);
   if (held === 'Inconclusive') d.inconclusive = inconclusive.map((r) => `${r.check}: ${r.message}`).join('; ');
   if (capacityBlocked) d.capacityBlocked = canary.trouble!.message;

@@ -9,13 +9,14 @@ import { revisionHash, revisionSpec } from '../../api/revision.js';
 import type { MonitoringInput } from '../monitoring/decide.js';
 import { routeCanaryWeight, type RouteState } from '../desired/httproute.js';
 import { revisionLabel } from '../labels.js';
-import { resolveRuntime, type ResolvedRuntime } from '../resolve.js';
+import { resolveModelDigest, resolveRuntime, type ResolvedRuntime } from '../resolve.js';
 import { observeDeployment, podTrouble, setCondition, type DeploymentObservation, type PodTrouble } from '../status.js';
 import { splitReplicas, type CapacityPolicy } from './capacity.js';
 import type { Operation } from './operations.js';
 import { specOfRevision } from './revisions.js';
 import { imagesDiffer, recordedImages } from './runtime-pin.js';
-import { desiredDeployment } from '../desired/deployment.js';
+import { desiredDeployment, modelVolumeSizeLimit } from '../desired/deployment.js';
+import type { TenancyPolicy } from '../../tenancy/policy.js';
 import { mirrorAt, weightAt } from './steps.js';
 
 export interface Observations {
@@ -46,6 +47,10 @@ export interface PlanContext {
    * queues a new canary or a runtime upgrade. Undefined: no limit.
    */
   rolloutSlot?: boolean;
+  /** The admin's tenancy policy (absent: the defaults). */
+  tenancy?: TenancyPolicy;
+  /** The model emptyDir's sizeLimit when the spec sets none (--model-size-limit). */
+  modelSizeLimit?: string;
 }
 
 /** A child that exists only while the spec wants it: removed when the plan no longer applies it. */
@@ -98,11 +103,17 @@ export function condition(type: string, status: Condition['status'], reason: str
   return { type, status, reason, message, observedGeneration: generation };
 }
 
+/** The digest a revision's model is held to: model.digest, or the one its oci:// URI is pinned to. */
+function modelDigestField(spec: ModelDeploymentSpec): { modelDigest?: string } {
+  const { digest } = resolveModelDigest(spec.model);
+  return digest ? { modelDigest: digest } : {};
+}
+
 export const revisionInfo = (spec: ModelDeploymentSpec, hash: string, runtime: ResolvedRuntime, since: string): RevisionInfo => ({
   hash,
   modelVersion: spec.model.version,
   modelURI: spec.model.uri,
-  ...(spec.model.digest ? { modelDigest: spec.model.digest } : {}),
+  ...modelDigestField(spec),
   image: runtime.image,
   preset: runtime.preset,
   since,
@@ -114,7 +125,7 @@ export function historyEntry(spec: ModelDeploymentSpec, hash: string, image: str
     revision: hash,
     modelVersion: spec.model.version,
     modelURI: spec.model.uri,
-    ...(spec.model.digest ? { modelDigest: spec.model.digest } : {}),
+    ...modelDigestField(spec),
     ...(spec.model.dataset ? { dataset: spec.model.dataset } : {}),
     ...(image ? { image } : {}),
     startedAt,
@@ -279,8 +290,12 @@ export class Decision {
    * runtime upgrade of it was released (runtime-pin.ts).
    */
   deployment(r: RevisionState, role: 'stable' | 'canary', replicas: number): KubeObject {
-    const built = desiredDeployment({ md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: r.runtime, role, replicas, fetcherImage: this.ctx.fetcherImage });
-    const recorded = recordedImages(this.obs.deployments.get(r.hash));
+    const live = this.obs.deployments.get(r.hash);
+    // Like its images, a serving revision keeps the size limit it was built with: a new operator
+    // default must not restart every model's pods.
+    const sizeLimit = r.spec.model.sizeLimit ?? (live ? modelVolumeSizeLimit(live) : this.ctx.modelSizeLimit);
+    const built = desiredDeployment({ md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: r.runtime, role, replicas, fetcherImage: this.ctx.fetcherImage, ...(sizeLimit ? { modelSizeLimit: sizeLimit } : {}) });
+    const recorded = recordedImages(live);
     const wanted = recordedImages(built);
     const differ = recorded && wanted ? imagesDiffer(recorded, wanted) : undefined;
     if (!differ || !recorded) return built;
@@ -288,7 +303,7 @@ export class Decision {
     if (this.status.runtimeUpgrade?.revision === r.hash) return built;
     return desiredDeployment({
       md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: { ...r.runtime, image: recorded.server }, role, replicas,
-      fetcherImage: recorded.fetcher ?? this.ctx.fetcherImage,
+      fetcherImage: recorded.fetcher ?? this.ctx.fetcherImage, ...(sizeLimit ? { modelSizeLimit: sizeLimit } : {}),
     });
   }
 
