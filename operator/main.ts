@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ModelDeployment } from './api/generated.js';
 import { FlagError, outboundLimits, parseOperatorFlags, tenancyPolicy, type OperatorFlags } from './flags.js';
-import { configureOutbound } from './runtime/outbound.js';
+import { configureOutbound, outbound } from './runtime/outbound.js';
 import type { Provider } from './tenancy/policy.js';
 import { loadProvidersFile } from './tenancy/providers.js';
 import { Controller } from './runtime/controller.js';
@@ -45,7 +45,6 @@ async function runOperator(argv: string[]): Promise<void> {
     process.exit(2);
   }
   const tenancy = tenancyPolicy(flags, providers);
-  configureOutbound(tenancy, outboundLimits(flags));
   const log = createLogger();
   const access = loadClusterAccess(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {});
   const identity = `${hostname()}_${process.pid}`;
@@ -53,6 +52,10 @@ async function runOperator(argv: string[]): Promise<void> {
   const client = new KubeClient(access, identity);
   const exitAfterWrites = Number(env.MODELSHIP_FAULT_EXIT_AFTER_WRITES ?? 0);
   const metrics = new OperatorMetrics();
+  configureOutbound(tenancy, outboundLimits(flags), ({ namespace, trust, outcome }) => {
+    metrics.outboundCalls.inc({ namespace, trust, outcome: outcome.replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase() });
+  });
+  metrics.inFlightSource = () => outbound.active;
   let writesDone = 0;
   client.onRequest((method, _path, code) => {
     metrics.apiRequests.inc({ method, code: String(code) });

@@ -28,6 +28,14 @@ export class OperatorMetrics {
   readonly monitoringPassed = new Gauge({ name: 'modelship_monitoring_passed', help: '1 when the last measurement of a monitoring check passed.', labelNames: ['namespace', 'name', 'check'], registers: [this.registry] });
   readonly drifting = new Gauge({ name: 'modelship_drifting', help: '1 while the Drifting condition is True.', labelNames: ['namespace', 'name'], registers: [this.registry] });
   readonly driftTransitions = new Counter({ name: 'modelship_drift_transitions_total', help: 'Transitions of the Drifting condition, by the status it moved to.', labelNames: ['namespace', 'name', 'to'], registers: [this.registry] });
+  // Per namespace, not per object: a namespace whose calls are denied or cut is what an admin looks for.
+  readonly outboundCalls = new Counter({ name: 'modelship_outbound_calls_total', help: 'Calls made for analysis, monitoring and webhooks, by whose destination (service, tenant, provider) and how they ended.', labelNames: ['namespace', 'trust', 'outcome'], registers: [this.registry] });
+  /** Read when scraped, so a call that hangs shows while it hangs. */
+  inFlightSource: () => number = () => 0;
+  readonly outboundInFlight: Gauge = new Gauge({
+    name: 'modelship_outbound_in_flight', help: 'Outbound calls in flight (each holds a slot under --max-concurrent-checks).', registers: [this.registry],
+    collect: (): void => this.outboundInFlight.set(this.inFlightSource()),
+  });
   readonly invalidSpecs = new Counter({ name: 'modelship_invalid_spec_total', help: 'Reconciles that found a spec the operator cannot serve.', labelNames: ['namespace', 'name'], registers: [this.registry] });
 
   /** Check names with series, per object and kind: prom-client removes a series only by its full label set. */

@@ -130,10 +130,13 @@ export class FairLimiter {
   }
 }
 
+/** How a call ended, for metrics: ok (any status) or the failure. */
+export type OutboundObserver = (call: { namespace: string; trust: Trust; outcome: 'ok' | OutboundFailure }) => void;
+
 export class Outbound {
   private readonly limiter: FairLimiter;
 
-  constructor(readonly policy: TenancyPolicy = defaultTenancyPolicy, readonly limits: OutboundLimits = defaultOutboundLimits) {
+  constructor(readonly policy: TenancyPolicy = defaultTenancyPolicy, readonly limits: OutboundLimits = defaultOutboundLimits, private readonly observe: OutboundObserver = () => undefined) {
     this.limiter = new FairLimiter(limits.maxConcurrent, limits.maxPerNamespace);
   }
 
@@ -143,6 +146,17 @@ export class Outbound {
   }
 
   async request(req: OutboundRequest): Promise<OutboundResponse> {
+    try {
+      const res = await this.limitedRequest(req);
+      this.observe({ namespace: req.namespace, trust: req.trust, outcome: 'ok' });
+      return res;
+    } catch (err) {
+      this.observe({ namespace: req.namespace, trust: req.trust, outcome: err instanceof OutboundError ? err.reason : 'Network' });
+      throw err;
+    }
+  }
+
+  private async limitedRequest(req: OutboundRequest): Promise<OutboundResponse> {
     const url = new URL(req.url);
     if (req.trust === 'tenant') {
       const problem = tenantUrlProblem(this.policy, url.toString());
@@ -240,6 +254,6 @@ function classify(err: unknown, origin: string, signal: AbortSignal, timeout: Ab
 /** The operator's one outbound client; main.ts replaces it with the admin's policy and limits. */
 export let outbound = new Outbound();
 
-export function configureOutbound(policy: TenancyPolicy, limits: OutboundLimits): void {
-  outbound = new Outbound(policy, limits);
+export function configureOutbound(policy: TenancyPolicy, limits: OutboundLimits, observe?: OutboundObserver): void {
+  outbound = new Outbound(policy, limits, observe);
 }

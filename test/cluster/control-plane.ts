@@ -193,11 +193,14 @@ export class ControlPlane {
 
   private writeAuditPolicy(): void {
     // Writes only, at Metadata level: enough to count who changed what, cheap enough for every test.
+    // The one exception: every request of the ServiceAccounts in modelship-rbac, reads and lease
+    // renewals included, so the RBAC test can hold the chart's rules against what the operator asks for.
     const policy = {
       apiVersion: 'audit.k8s.io/v1',
       kind: 'Policy',
       omitStages: ['RequestReceived'],
       rules: [
+        { level: 'Metadata', userGroups: ['system:serviceaccounts:modelship-rbac'] },
         { level: 'None', resources: [{ group: 'coordination.k8s.io', resources: ['leases'] }] },
         { level: 'Metadata', verbs: ['create', 'update', 'patch', 'delete', 'deletecollection'] },
         { level: 'None' },
@@ -255,6 +258,9 @@ export class ControlPlane {
             `--tls-cert-file=${pki.servingCert}`, `--tls-private-key-file=${pki.servingKey}`,
             `--client-ca-file=${pki.caCert}`,
             '--authorization-mode=Node,RBAC',
+            // As OpenShift and hardened clusters run it: setting blockOwnerDeletion needs update on the
+            // owner's finalizers, which the chart's RBAC test then proves the operator is granted.
+            '--enable-admission-plugins=OwnerReferencesPermissionEnforcement',
             '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
             `--service-account-key-file=${pki.serviceAccountPub}`, `--service-account-signing-key-file=${pki.serviceAccountKey}`,
             '--service-cluster-ip-range=10.96.0.0/16', '--allow-privileged=true',

@@ -68,7 +68,7 @@ test('the chart runs the operator as a pod from its image on the real node; it s
     model: model('sklearn/v1/model.joblib', '1'), replicas: 1, resources: smallResources, scheduling: onRealNode,
     rollout: {
       steps: [{ setWeight: 50 }, { pause: { duration: '5s' } }],
-      analysis: { interval: '3s', checks: [{ name: 'golden', http: { path: '/v2/models/iris/infer', body: v2Request(models.golden), compareToStable: { jsonPath: '$.outputs[0].data[*]' } } }] },
+      analysis: { interval: '5s', checks: [{ name: 'golden', http: { path: '/v2/models/iris/infer', body: v2Request(models.golden), compareToStable: { jsonPath: '$.outputs[0].data[*]' } } }] },
       scaleDownDelaySeconds: 5,
     },
   });

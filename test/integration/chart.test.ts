@@ -1,7 +1,10 @@
 // The Helm chart: it lints and renders, its values schema accepts good values and refuses bad ones,
-// it installs, and its RBAC is exactly enough: the operator, running on the chart's ServiceAccount
-// token, serves and rolls out a model; it cannot read Secrets; restricted to watchNamespaces it acts
-// nowhere else. Its Grafana dashboard queries only metrics the operator exports.
+// it installs, and its RBAC is enough: the operator, running on the chart's ServiceAccount token, serves
+// and rolls out a model; it cannot read Secrets; restricted to watchNamespaces it acts nowhere else
+// (rbac.test.ts shows the rules are no more than it uses). Its Grafana dashboard queries only metrics
+// the operator exports. Its admission policy refuses what the outbound and gateway limits refuse, its
+// registered providers reach the operator as a file and mounted Secrets, and its NetworkPolicies are
+// ones the apiserver accepts.
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -15,6 +18,8 @@ import { OperatorMetrics } from '../../operator/runtime/metrics.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 import { modelDeployment, withReplicas, withSpec } from '../support/builders.js';
+import { parseOperatorFlags } from '../../operator/flags.js';
+import type { ApiError, ResourceType } from '../../operator/runtime/kube.js';
 import { adminClient, installCrd } from '../support/crd.js';
 import { OperatorProcess } from '../support/operator-process.js';
 
@@ -37,6 +42,22 @@ const render = async (...sets: string[]) => {
   if (out.code !== 0) throw new Error(out.stderr);
   return (yaml.loadAll(out.stdout) as KubeObject[]).filter(Boolean);
 };
+
+let valuesFiles = 0;
+/** Renders with `values` from a file, as an admin would give them (numbers stay numbers, lists stay lists). */
+async function renderValues(values: object, opts: { release?: string; namespace?: string } = {}): Promise<{ code: number; objects: KubeObject[]; stderr: string }> {
+  const file = join(testCluster().state.dir, `chart-values-${process.pid}-${valuesFiles++}.yaml`);
+  writeFileSync(file, yaml.dump(values));
+  const out = await helm('template', opts.release ?? 'ms', chart, '-n', opts.namespace ?? 'modelship-system', '--kube-version', '1.36.0', '-f', file);
+  return { code: out.code, stderr: out.stderr, objects: out.code === 0 ? (yaml.loadAll(out.stdout) as KubeObject[]).filter(Boolean) : [] };
+}
+
+const namespaceType: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
+const networkPolicies: ResourceType = { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true };
+
+const envOf = (objects: KubeObject[]): Record<string, string> => Object.fromEntries(
+  ((objects.find((o) => o.kind === 'Deployment') as any).spec.template.spec.containers[0].env as { name: string; value?: string }[])
+    .filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
 
 test.before(async () => {
   await installCrd();
@@ -78,6 +99,26 @@ test('the default render: 2 replicas with leader election, probes, restricted an
       t.false(rule.verbs.some((v: string) => ['escalate', 'bind', 'impersonate'].includes(v)));
     }
   }
+  const lease = objects.find((o) => o.kind === 'Role' && o.metadata?.name === 'ms-leader-election') as any;
+  t.deepEqual(lease.rules, [
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['modelship-operator'], verbs: ['get', 'update'] },
+  ], 'the Lease is pinned wherever RBAC can pin it');
+  t.falsy((await render('leaderElection.enabled=false')).find((o) => o.kind === 'Role'), 'no Lease rights without leader election');
+
+  // The outbound policy's defaults, as the operator reads them from a real render.
+  const env = envOf(objects);
+  t.like(env, {
+    MODELSHIP_OUTBOUND_ALLOW: '*.svc,*.svc.cluster.local', MODELSHIP_OUTBOUND_DENY: '', MODELSHIP_OUTBOUND_RAW_URLS: 'true',
+    MODELSHIP_MAX_RESPONSE_BYTES: '1048576', MODELSHIP_MAX_CONCURRENT_CHECKS: '32', MODELSHIP_MAX_CONCURRENT_CHECKS_PER_NAMESPACE: '4',
+    MODELSHIP_GATEWAY_PARENTS: '', MODELSHIP_GATEWAY_HOSTNAMES: '',
+  });
+  t.false('MODELSHIP_PROVIDERS_FILE' in env, 'no providers file without providers');
+  t.notThrows(() => parseOperatorFlags([], env), 'the operator accepts every variable the chart sets');
+  t.deepEqual(objects.filter((o) => o.kind?.startsWith('ValidatingAdmissionPolicy')).map((o) => `${o.kind} ${o.metadata?.name}`),
+    ['ValidatingAdmissionPolicy ms-modeldeployments', 'ValidatingAdmissionPolicyBinding ms-modeldeployments']);
+  t.is((objects.find((o) => o.kind === 'ValidatingAdmissionPolicyBinding') as any).spec.matchResources, undefined, 'bound in every namespace');
+  t.falsy((await render('outbound.admissionPolicy=false')).find((o) => o.kind?.startsWith('ValidatingAdmissionPolicy')));
 });
 
 test('edited values: watchNamespaces gives a Role per namespace and no ClusterRole; the CRD can be templated and kept', async (t) => {
@@ -87,6 +128,8 @@ test('edited values: watchNamespaces gives a Role per namespace and no ClusterRo
   const crd = objects.find((o) => o.kind === 'CustomResourceDefinition');
   t.is(crd?.metadata?.annotations?.['helm.sh/resource-policy'], 'keep');
   t.is((objects.find((o) => o.kind === 'Deployment') as any).spec.replicas, 3);
+  t.deepEqual((objects.find((o) => o.kind === 'ValidatingAdmissionPolicyBinding') as any).spec.matchResources.namespaceSelector,
+    { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: ['team-a', 'team-b'] }] }, 'the admission policy polices only the watched namespaces');
 });
 
 test('optional monitoring: a ServiceMonitor, alert rules that promtool accepts, and a NetworkPolicy', async (t) => {
@@ -213,12 +256,235 @@ test('values.schema.json accepts good values and refuses bad ones', async (t) =>
   t.true(validate(yaml.load(readFileSync(join(chart, 'values.yaml'), 'utf8'))), JSON.stringify(validate.errors));
   t.true(validate({ replicaCount: 3, watchNamespaces: ['team-a'], logLevel: 'debug' }));
   t.true(validate({ grafana: { dashboard: { enabled: true, namespace: 'monitoring', labelKey: 'grafana_dashboard', labelValue: '1', annotations: { grafana_folder: 'Models' } } } }));
+  t.true(validate({
+    outbound: {
+      allow: ['*.svc', 'prometheus.example.com', '10.0.0.0/8', 'fd00::/8', '192.0.2.7'], deny: ['10.96.0.0/12', 'fd00:1::/32'], rawURLs: false, maxResponseBytes: 65536,
+      providers: [
+        { name: 'prometheus', type: 'prometheus', url: 'http://prometheus.monitoring.svc:9090', namespaces: ['team-a'], bearerTokenSecret: { name: 'prometheus-token', key: 'token' } },
+        { name: 'alerts', type: 'webhook', url: 'https://alerts.example.com/hook', basicAuthSecret: { name: 'alerts-auth' } },
+      ],
+      admissionPolicy: true, admissionPolicyNamespaceSelector: { matchLabels: { tenant: 'yes' } },
+    },
+    gateway: { allowedParents: ['gateways/shared'], allowedHostnames: ['*.apps.example.com', 'api.example.com'] },
+    networkPolicy: { enabled: true, metricsFrom: [{ podSelector: { matchLabels: { app: 'prometheus' } } }], egress: { enabled: true, apiServerCIDRs: ['10.0.0.1/32'] } },
+  }), JSON.stringify(validate.errors));
+  const provider = { name: 'p', type: 'prometheus', url: 'http://p.monitoring.svc' };
   for (const bad of [{ replicaCount: 'two' }, { replicaCount: 0 }, { watchNamespaces: ['Not_A_Namespace'] }, { logLevel: 'loud' }, { typo: true }, { metrics: { port: 70000 } },
-    { grafana: { dashboard: { enabled: 'yes' } } }, { grafana: { dashboard: { labelKey: 'not a label' } } }, { grafana: { dashboard: { namespace: 'Monitoring' } } }, { grafana: { dashboards: {} } }]) {
+    { grafana: { dashboard: { enabled: 'yes' } } }, { grafana: { dashboard: { labelKey: 'not a label' } } }, { grafana: { dashboard: { namespace: 'Monitoring' } } }, { grafana: { dashboards: {} } },
+    { outbound: { allow: ['*'] } }, { outbound: { allow: ['http://x.svc'] } }, { outbound: { allow: ['10.0.0.0/33'] } }, { outbound: { deny: ['example.com'] } }, { outbound: { rawURLs: 'no' } },
+    { outbound: { maxResponseBytes: 1e9 } }, { outbound: { maxConcurrentChecks: 0 } }, { outbound: { providers: [{ ...provider, type: 'graphite' }] } },
+    { outbound: { providers: [{ ...provider, url: 'ftp://p' }] } }, { outbound: { providers: [{ ...provider, name: 'Prom' }] } },
+    { outbound: { providers: [{ ...provider, bearerTokenSecret: { name: 's', key: 't' }, basicAuthSecret: { name: 's' } }] } },
+    { outbound: { providers: [{ ...provider, bearerTokenSecret: { name: 's' } }] } }, { outbound: { admissionPolicy: 'yes' } },
+    { gateway: { allowedParents: ['shared'] } }, { gateway: { allowedHostnames: ['*'] } }, { gateway: { allowedHostnames: ['10.0.0.0/8'] } },
+    { networkPolicy: { metricsFrom: {} } }, { networkPolicy: { egress: { apiServerCIDRs: ['kubernetes.default'] } } }, { networkPolicy: { egress: { enable: true } } }]) {
     t.false(validate(bad), `accepted ${JSON.stringify(bad)}`);
   }
   const refused = await helm('template', 'ms', chart, '--kube-version', '1.36.0', '--set', 'replicaCount=two');
   t.not(refused.code, 0, 'helm itself refuses values the schema rejects');
+});
+
+test('registered providers: a ConfigMap the operator reads, their Secrets mounted read-only, and a new registry rolls the pods', async (t) => {
+  const providers = [
+    { name: 'prometheus', type: 'prometheus', url: 'http://prometheus.monitoring.svc:9090', namespaces: ['team-a'], bearerTokenSecret: { name: 'prometheus-token', key: 'token' } },
+    { name: 'alerts', type: 'webhook', url: 'https://alerts.example.com/hook', basicAuthSecret: { name: 'alerts-auth' } },
+    { name: 'audit', type: 'webhook', url: 'https://audit.example.com/', bearerTokenSecret: { name: 'prometheus-token', key: 'audit' } },
+  ];
+  const { objects, stderr } = await renderValues({ outbound: { providers } });
+  t.is(stderr, '');
+  const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === 'ms-providers') as any;
+  t.deepEqual(yaml.load(configMap.data['providers.yaml']), {
+    providers: [
+      { name: 'prometheus', type: 'prometheus', url: 'http://prometheus.monitoring.svc:9090', namespaces: ['team-a'], bearerTokenFile: '/etc/modelship/provider-secrets/prometheus-token/token' },
+      { name: 'alerts', type: 'webhook', url: 'https://alerts.example.com/hook', namespaces: [],
+        basicAuth: { usernameFile: '/etc/modelship/provider-secrets/alerts-auth/username', passwordFile: '/etc/modelship/provider-secrets/alerts-auth/password' } },
+      { name: 'audit', type: 'webhook', url: 'https://audit.example.com/', namespaces: [], bearerTokenFile: '/etc/modelship/provider-secrets/prometheus-token/audit' },
+    ],
+  }, 'credentials appear as file paths only');
+  const deployment = objects.find((o) => o.kind === 'Deployment') as any;
+  const pod = deployment.spec.template.spec;
+  const container = pod.containers[0];
+  t.is(envOf(objects).MODELSHIP_PROVIDERS_FILE, '/etc/modelship/providers/providers.yaml');
+  const mounts = Object.fromEntries(container.volumeMounts.map((m: any) => [m.mountPath, m]));
+  const volumes = Object.fromEntries(pod.volumes.map((v: any) => [v.name, v]));
+  const source = (path: string) => volumes[mounts[path].name];
+  t.true(mounts['/etc/modelship/providers'].readOnly);
+  t.deepEqual(source('/etc/modelship/providers').configMap, { name: 'ms-providers' });
+  for (const secret of ['prometheus-token', 'alerts-auth']) {
+    t.true(mounts[`/etc/modelship/provider-secrets/${secret}`].readOnly);
+    t.deepEqual(source(`/etc/modelship/provider-secrets/${secret}`).secret, { secretName: secret });
+  }
+  t.is(pod.volumes.filter((v: any) => v.secret).length, 2, 'a Secret two providers use is mounted once');
+
+  // The operator parses the file the chart writes.
+  const { loadProvidersFile } = await import('../../operator/tenancy/providers.js');
+  const file = join(testCluster().state.dir, `providers-${process.pid}.yaml`);
+  writeFileSync(file, configMap.data['providers.yaml']);
+  t.deepEqual(loadProvidersFile(file).map((p) => `${p.type}/${p.name}`), ['prometheus/prometheus', 'webhook/alerts', 'webhook/audit']);
+  t.notThrows(() => parseOperatorFlags([], { ...envOf(objects), MODELSHIP_PROVIDERS_FILE: file }));
+
+  const checksum = (objs: KubeObject[]) => (objs.find((o) => o.kind === 'Deployment') as any).spec.template.metadata.annotations?.['checksum/providers'];
+  t.regex(checksum(objects), /^[0-9a-f]{64}$/);
+  t.is(checksum((await renderValues({ outbound: { providers } })).objects), checksum(objects), 'the same registry, the same pods');
+  const changed = (await renderValues({ outbound: { providers: [{ ...providers[0], namespaces: ['team-a', 'team-b'] }, providers[1]] } })).objects;
+  t.not(checksum(changed), checksum(objects), 'a changed registry restarts the operator');
+  t.is(checksum(await render()), undefined);
+
+  const twice = await renderValues({ outbound: { providers: [providers[0], { ...providers[0], url: 'http://other.monitoring.svc' }] } });
+  t.not(twice.code, 0);
+  t.regex(twice.stderr, /a prometheus provider named prometheus is registered twice/);
+});
+
+test('NetworkPolicies: metrics only from where Prometheus runs; egress to the apiserver, DNS, pods and the allowed CIDRs, less deny and link-local; the apiserver accepts both', async (t) => {
+  const ns = await namespaces.create('ms-netpol');
+  const values = {
+    networkPolicy: {
+      enabled: true,
+      egress: { enabled: true, apiServerCIDRs: ['10.0.0.1/32', '192.168.10.0/28'], extraRules: [{ to: [{ ipBlock: { cidr: '203.0.113.0/24' } }], ports: [{ port: 443, protocol: 'TCP' }] }] },
+    },
+    outbound: {
+      allow: ['*.svc', '*.svc.cluster.local', '0.0.0.0/0', '10.0.0.0/8', '198.51.100.7', 'fd00::/8', '169.254.169.254/32', '172.16.0.0/12'],
+      deny: ['10.96.0.0/12', '100.64.0.0/10', 'fd00:1::/32', '172.16.0.0/12'],
+    },
+  };
+  const { objects, stderr } = await renderValues(values, { namespace: ns });
+  t.is(stderr, '');
+  const ingress = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata?.name === 'ms') as any;
+  t.deepEqual(ingress.spec.policyTypes, ['Ingress']);
+  t.deepEqual(ingress.spec.ingress, [{ ports: [{ port: 8080, protocol: 'TCP' }], from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }] }]);
+  const egress = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata?.name === 'ms-egress') as any;
+  t.deepEqual(egress.spec.podSelector, ingress.spec.podSelector);
+  t.deepEqual(egress.spec.policyTypes, ['Egress']);
+  t.deepEqual(egress.spec.egress, [
+    { to: [{ ipBlock: { cidr: '10.0.0.1/32' } }, { ipBlock: { cidr: '192.168.10.0/28' } }], ports: [{ port: 443, protocol: 'TCP' }, { port: 6443, protocol: 'TCP' }] },
+    { to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } } }], ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] },
+    { to: [{ namespaceSelector: {} }] },
+    {
+      to: [
+        // Every deny CIDR inside it, and link-local.
+        { ipBlock: { cidr: '0.0.0.0/0', except: ['10.96.0.0/12', '100.64.0.0/10', '172.16.0.0/12', '169.254.0.0/16'] } },
+        { ipBlock: { cidr: '10.0.0.0/8', except: ['10.96.0.0/12'] } },
+        { ipBlock: { cidr: '198.51.100.7/32' } },
+        { ipBlock: { cidr: 'fd00::/8', except: ['fd00:1::/32'] } },
+        // Inside link-local: the admin named it on purpose. 172.16.0.0/12 is denied whole, so it is left out.
+        { ipBlock: { cidr: '169.254.169.254/32' } },
+      ],
+    },
+    { to: [{ ipBlock: { cidr: '203.0.113.0/24' } }], ports: [{ port: 443, protocol: 'TCP' }] },
+  ], 'host patterns need no ipBlock: cluster Services are reached through their pods');
+  for (const policy of [ingress, egress]) {
+    const applied = await client.apply<KubeObject>(networkPolicies, policy, 'modelship-tests', { dryRun: true });
+    t.deepEqual((applied as any).spec, policy.spec, `${policy.metadata.name} as the apiserver stores it`);
+  }
+  t.deepEqual((await renderValues({ networkPolicy: { enabled: true, metricsFrom: [] } })).objects.find((o) => o.kind === 'NetworkPolicy')!.spec,
+    { ...ingress.spec, ingress: [{ ports: [{ port: 8080, protocol: 'TCP' }] }] }, 'an empty metricsFrom admits every source');
+  t.is((await render('networkPolicy.enabled=true')).filter((o) => o.kind === 'NetworkPolicy').length, 1, 'egress is off by default');
+
+  const noApiserver = await renderValues({ networkPolicy: { egress: { enabled: true } } });
+  t.not(noApiserver.code, 0);
+  t.regex(noApiserver.stderr, /networkPolicy\.egress\.apiServerCIDRs is required with networkPolicy\.egress\.enabled/);
+  const hostBits = await renderValues({ outbound: { deny: ['10.1.2.3/8'] } });
+  t.not(hostBits.code, 0);
+  t.regex(hostBits.stderr, /10\.1\.2\.3\/8 is no network address/);
+});
+
+const admissionTypes: Record<string, ResourceType> = {
+  ValidatingAdmissionPolicy: { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicies', kind: 'ValidatingAdmissionPolicy', namespaced: false },
+  ValidatingAdmissionPolicyBinding: { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicybindings', kind: 'ValidatingAdmissionPolicyBinding', namespaced: false },
+};
+
+test('the admission policy refuses URLs outside the outbound policy, unknown providers, foreign Gateways and hostnames, with messages that say why', async (t) => {
+  t.timeout(180_000);
+  const [teamA, teamB, elsewhere] = [await namespaces.create('vap-a'), await namespaces.create('vap-b'), await namespaces.create('vap-other')];
+  const scope = teamA.split('-').pop()!;
+  for (const ns of [teamA, teamB]) await client.mergePatch(namespaceType, undefined, ns, { metadata: { labels: { 'modelship.io/vap-test': scope } } });
+  // Cluster-scoped: a release name per run, and a binding that reaches this test's namespaces only.
+  const release = `vap-${scope}`;
+  const values = (rawURLs: boolean) => ({
+    outbound: {
+      allow: ['*.svc', 'metrics.example.com', '10.0.0.0/8'], deny: ['10.96.0.0/12'], rawURLs,
+      providers: [
+        { name: 'prom', type: 'prometheus', url: 'http://prometheus.monitoring.svc:9090', namespaces: [teamA] },
+        { name: 'alerts', type: 'webhook', url: 'https://alerts.example.com/hook' },
+      ],
+      admissionPolicyNamespaceSelector: { matchLabels: { 'modelship.io/vap-test': scope } },
+    },
+    gateway: { allowedParents: ['gateways/shared'], allowedHostnames: ['*.apps.example.com'] },
+  });
+  const install = async (rawURLs: boolean) => {
+    const { objects, stderr } = await renderValues(values(rawURLs), { release });
+    t.is(stderr, '');
+    const policy = objects.filter((o) => o.kind! in admissionTypes);
+    t.is(policy.length, 2);
+    for (const obj of policy) await client.apply(admissionTypes[obj.kind!]!, obj, 'modelship-tests');
+    // The apiserver type-checks what it can of the expressions against the CRD's schema (the validations;
+    // variables it takes as dyn): a warning there is an expression that cannot do what it says.
+    const checked = await waitFor('the policy type-checked', async () => {
+      const live = await client.get<KubeObject & { status?: { observedGeneration?: number; typeChecking?: { expressionWarnings?: unknown[] } } }>(
+        admissionTypes.ValidatingAdmissionPolicy!, undefined, `${release}-modeldeployments`);
+      return live.status?.typeChecking && live.status.observedGeneration === live.metadata?.generation ? live : undefined;
+    });
+    t.deepEqual(checked.status?.typeChecking?.expressionWarnings ?? [], []);
+  };
+  t.teardown(async () => {
+    for (const type of Object.values(admissionTypes).reverse()) await client.delete(type, undefined, `${release}-modeldeployments`).catch(() => undefined);
+  });
+  await install(true);
+
+  const md = (ns: string, spec: object) => modelDeployment('m', ns, withSpec(spec));
+  // A refusal is a 422 (Invalid), as the CRD's own validation is, with the policy's message.
+  const refusal = (ns: string, spec: object) => client.request('POST', `/apis/modelship.io/v1alpha1/namespaces/${ns}/modeldeployments`, { query: { dryRun: 'All' }, body: md(ns, spec) })
+    .then(() => undefined, (err: ApiError) => `${err.code} ${err.message}`);
+  const webhook = (url: string) => ({ monitoring: { checks: [{ name: 'judge', webhook: { url } }] } });
+  const metadataServer = webhook('http://169.254.169.254/latest/meta-data/');
+  const policyMessage = /^422 .*ValidatingAdmissionPolicy 'vap-\w+-modeldeployments' with binding 'vap-\w+-modeldeployments' denied request: /;
+  // The policy is in force once the apiserver's admission has seen it.
+  await waitFor('the admission policy in force', async () => (await refusal(teamA, metadataServer)) !== undefined);
+
+  const allowed = {
+    rollout: { analysis: { checks: [{ name: 'errors', prometheus: { provider: 'prom', query: 'sum(rate(errors[1m]))' }, pass: { max: 0.01 } }] } },
+    monitoring: {
+      checks: [{ name: 'judge', webhook: { url: 'http://judge.models.svc:8080/verdict' } }, { name: 'latency', prometheus: { address: 'https://Metrics.example.com./', query: 'p99' }, pass: { max: 1 } }],
+      webhook: { provider: 'alerts' },
+    },
+    traffic: { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'own' }, { name: 'own', namespace: teamA }, { name: 'shared', namespace: 'gateways' }], hostnames: ['iris.apps.example.com', '*.models.apps.example.com'] } },
+  };
+  t.is(await refusal(teamA, allowed), undefined, 'everything within the policy is admitted');
+
+  const cases: [string, string, object, RegExp][] = [
+    ['a metadata server', teamA, metadataServer, /outbound policy: http:\/\/169\.254\.169\.254\/latest\/meta-data\/ is not allowed: URLs may name hosts matching \*\.svc, metrics\.example\.com, or IP addresses in 10\.0\.0\.0\/8 but not in 10\.96\.0\.0\/12/],
+    ['a name outside the patterns', teamA, webhook('https://collector.evil.example.org/hook'), /outbound policy: https:\/\/collector\.evil\.example\.org\/hook is not allowed/],
+    ['a Service address in deny', teamA, { monitoring: { checks: [{ name: 'p', prometheus: { address: 'http://10.96.0.10:9090', query: 'up' }, pass: { max: 1 } }] } }, /http:\/\/10\.96\.0\.10:9090 is not allowed/],
+    ['a name that only looks allowed', teamA, { monitoring: { webhook: { url: 'http://x.svc@evil.example.org/' } } }, /a URL carries credentials/],
+    ['a drift check\'s Prometheus', teamA, { monitoring: { checks: [{ name: 'drift', drift: { histogram: 'h', maxPSI: 0.2, prometheus: { address: 'http://prometheus.example.net' } } }] } }, /http:\/\/prometheus\.example\.net is not allowed/],
+    ['an unknown provider', teamA, { rollout: { analysis: { checks: [{ name: 'e', prometheus: { provider: 'nope', query: 'up' }, pass: { max: 1 } }] } } },
+      /unknown provider: prometheus provider nope is not registered for namespace vap-a-\w+ \(providers this namespace may use: prom \(prometheus\), alerts \(webhook\)\)/],
+    ['a provider of the wrong type', teamA, { monitoring: { webhook: { provider: 'prom' } } }, /unknown provider: webhook provider prom is not registered/],
+    ['a provider registered for another namespace', teamB, { rollout: { analysis: { checks: [{ name: 'e', prometheus: { provider: 'prom', query: 'up' }, pass: { max: 1 } }] } } },
+      /unknown provider: prometheus provider prom is not registered for namespace vap-b-\w+ \(providers this namespace may use: alerts \(webhook\)\)/],
+    ['a Gateway in another namespace', teamA, { traffic: { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'gw', namespace: 'other' }] } } },
+      /Gateway parent refused: other\/gw is in another namespace and not among the Gateways this cluster allows \(allowed: gateways\/shared\)/],
+    ['a hostname outside the patterns', teamA, { traffic: { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'gw' }], hostnames: ['iris.apps.example.com', 'iris.example.org'] } } },
+      /hostname refused: iris\.example\.org must match \*\.apps\.example\.com/],
+    ['a wildcard wider than the pattern', teamA, { traffic: { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'gw' }], hostnames: ['*.example.com'] } } }, /hostname refused: \*\.example\.com must match/],
+  ];
+  for (const [what, ns, spec, message] of cases) {
+    const refused = await refusal(ns, spec);
+    t.regex(refused ?? 'admitted', policyMessage, what);
+    t.regex(refused ?? 'admitted', message, what);
+  }
+  t.is(await refusal(elsewhere, metadataServer), undefined, 'a namespace the binding does not select is not policed');
+
+  // Tenants may name registered providers only. An object admitted before keeps its metadata writable
+  // (the operator binds and removes operation annotations); its spec must now comply.
+  await client.create(Resources.ModelDeployment, modelDeployment('admitted-before', teamA, withSpec(webhook('http://judge.models.svc:8080/verdict'))));
+  await install(false);
+  await waitFor('rawURLs off in force', async () => /only registered providers/.test((await refusal(teamA, webhook('http://judge.models.svc:8080/verdict'))) ?? ''));
+  t.regex((await refusal(teamA, allowed)) ?? 'admitted', /only registered providers: this cluster lets ModelDeployments name no address or url of their own \(https:\/\/Metrics\.example\.com\.\/, http:\/\/judge\.models\.svc:8080\/verdict\); name a provider instead \(providers this namespace may use: prom \(prometheus\), alerts \(webhook\)\)/);
+  t.is(await refusal(teamA, { rollout: allowed.rollout, monitoring: { webhook: { provider: 'alerts' } }, traffic: allowed.traffic }), undefined, 'providers alone are admitted');
+  await client.mergePatch(Resources.ModelDeployment, teamA, 'admitted-before', { metadata: { annotations: { 'modelship.io/promote': 'abc' } } });
+  const specWrite = await client.mergePatch(Resources.ModelDeployment, teamA, 'admitted-before', { spec: { replicas: 2 } }).then(() => undefined, (err: Error) => err.message);
+  t.regex(specWrite ?? 'admitted', /only registered providers/);
 });
 
 /** A kubeconfig for a ServiceAccount, with a token from the TokenRequest API. */
@@ -262,7 +528,9 @@ test.serial('installed: the operator on the chart\'s ServiceAccount serves and r
   const work = await namespaces.create('ms-work');
   // A release name per run: cluster-scoped RBAC outlives namespaces on a reused cluster.
   const release = `ms-${system.split('-').pop()}`;
-  const install = await helm('install', release, chart, '-n', system, '--set', 'image.repository=example.invalid/modelship', '--wait=false');
+  // Its admission policy is cluster-wide by default: here it polices this test's namespace only.
+  const install = await helm('install', release, chart, '-n', system, '--set', 'image.repository=example.invalid/modelship', '--wait=false',
+    '--set-json', `outbound.admissionPolicyNamespaceSelector=${JSON.stringify({ matchLabels: { 'kubernetes.io/metadata.name': work } })}`);
   t.is(install.code, 0, install.stderr);
   t.regex(install.stdout, /Modelship .* is installed/);
   t.teardown(async () => { await helm('uninstall', release, '-n', system); });

@@ -13,7 +13,8 @@ import { OperatorProcess } from '../support/operator-process.js';
 
 const client = adminClient();
 const namespaces = new TestNamespaces();
-const operator = new OperatorProcess({ name: 'examples' });
+// As the gateway example says, the admin opens its shared Gateway to tenants.
+const operator = new OperatorProcess({ name: 'examples', env: { MODELSHIP_GATEWAY_PARENTS: 'gateways/inference-gw' } });
 const dir = new URL('../../examples/', import.meta.url);
 const examples = readdirSync(dir).filter((f) => f.endsWith('.yaml') && !f.startsWith('argocd'));
 const argoCdExamples = readdirSync(dir).filter((f) => f.endsWith('.yaml') && f.startsWith('argocd'));

@@ -26,7 +26,8 @@ test.before(async () => {
   await installGatewayApi();
   await prometheus.start();
   await models.start();
-  operator = new OperatorProcess({ name: 'rollout', env: { MODELSHIP_SERVICE_URL_TEMPLATE: models.urlTemplate } });
+  // The shared Gateway the GatewayAPI tests attach to lives in another namespace: the admin opens it.
+  operator = new OperatorProcess({ name: 'rollout', env: { MODELSHIP_SERVICE_URL_TEMPLATE: models.urlTemplate, MODELSHIP_GATEWAY_PARENTS: 'gateways/inference-gw' } });
   await operator.start();
 });
 

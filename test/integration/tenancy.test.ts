@@ -199,6 +199,11 @@ test.serial('a hostile tenant cannot reach, stall or crash the operator, and a b
   t.log(`benign rollout alone ${(alone / 1000).toFixed(1)} s, beside the hostile tenant ${(loaded / 1000).toFixed(1)} s (${(loaded / alone).toFixed(2)}×)`);
   t.log(`operator: RSS max ${(sampler.rssMaxBytes / 2 ** 20).toFixed(0)} MiB, event-loop lag p99 max ${sampler.lagP99MaxMs.toFixed(1)} ms, max ${sampler.lagMaxMs.toFixed(1)} ms, slowest /healthz ${sampler.healthSlowestMs} ms, ${sampler.samples} samples`);
 
+  // An admin sees it per namespace: the hung calls in flight, and the cut and denied ones counted.
+  t.true(await operator.metric('modelship_outbound_in_flight') >= 4, 'the hung calls show as in flight');
+  t.true(await operator.metric('modelship_outbound_calls_total', { namespace: evil, trust: 'service', outcome: 'too_large' }) >= 1);
+  t.true(await operator.metric('modelship_outbound_calls_total', { namespace: benign, outcome: 'ok' }) >= 2);
+
   // Nothing a tenant's endpoint answered comes back: not in status, Events or the operator's log.
   for (const ns of [benign, evil, other, slow]) {
     const list = await client.list<Md>(Resources.ModelDeployment, { namespace: ns });

@@ -5,6 +5,8 @@ import { OutboundError } from '../../runtime/outbound.js';
 
 export function requestError(err: unknown, label: string): string {
   if (err instanceof OutboundError) return err.message;
+  // The response judge words its own errors too, and they carry no answer text.
+  if ((err as Error)?.name === 'ResponseJudgeError') return (err as Error).message;
   const e = err as Error;
   return `${label}: ${e?.name ?? 'Error'}: ${(e?.message ?? String(err)).slice(0, 200)}`;
 }
