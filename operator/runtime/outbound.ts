@@ -61,7 +61,10 @@ export function formatBytes(n: number): string {
 }
 
 /**
- * Slots for calls in flight: at most `max` in all and `perKey` per namespace. Waiters are served
+ * Slots for calls in flight: at most `perKey` per namespace, and at most `max` in all beyond each
+ * namespace's first. The first is never refused for want of a global slot, so tenants who fill the
+ * global cap together (many namespaces with hung endpoints) still cannot stop another namespace's
+ * analysis; the excess is bounded by the number of namespaces with a call in flight. Waiters are served
  * round-robin across namespaces, so a namespace with many queued calls does not starve the others.
  */
 export class FairLimiter {
@@ -108,7 +111,8 @@ export class FairLimiter {
   }
 
   private canRun(key: string): boolean {
-    return this.inUse < this.max && (this.perKeyInUse.get(key) ?? 0) < this.perKey;
+    const own = this.perKeyInUse.get(key) ?? 0;
+    return own < this.perKey && (own === 0 || this.inUse < this.max);
   }
 
   private take(key: string): void {
@@ -119,7 +123,6 @@ export class FairLimiter {
   private dispatch(): void {
     // Map order is insertion order: a namespace served goes to the back, which makes this round-robin.
     for (const [key, queue] of [...this.waiting]) {
-      if (this.inUse >= this.max) return;
       if (!this.canRun(key)) continue;
       const entry = queue.shift()!;
       this.waiting.delete(key);

@@ -171,21 +171,50 @@ test("one namespace's hung endpoints hold only its own slots: another namespace'
   t.is(client.active, 0);
 });
 
-test('the limiter serves namespaces round-robin and never exceeds either cap', async (t) => {
+test('a namespace may always start its first call, however many others have filled the global cap', async (t) => {
   const limiter = new FairLimiter(2, 2);
+  const held = [await limiter.acquire('hostile-1'), await limiter.acquire('hostile-1'), await limiter.acquire('hostile-2')];
+  t.is(limiter.active, 3, "hostile-2's first call starts beyond the global cap");
+  let second = false;
+  const waiting = limiter.acquire('hostile-2').then((r) => { second = true; return r; });
+  const benign = await limiter.acquire('benign');
+  t.is(limiter.active, 4, "benign's first call starts at once");
+  await new Promise((r) => setImmediate(r));
+  t.false(second, "but a namespace's second call waits for the global cap");
+  held[0]!();
+  await new Promise((r) => setImmediate(r));
+  t.false(second, 'still over the cap (3 in flight, max 2)');
+  held[1]!();
+  benign();
+  (await waiting)();
+  t.true(second);
+  held[2]!();
+  t.is(limiter.active, 0);
+});
+
+test('the limiter serves waiting namespaces round-robin, within both caps', async (t) => {
+  const limiter = new FairLimiter(2, 10);
   const order: string[] = [];
-  const a1 = await limiter.acquire('a');
-  const a2 = await limiter.acquire('a');
-  const waits = [limiter.acquire('a').then((r) => { order.push('a'); return r; }), limiter.acquire('a').then((r) => { order.push('a'); return r; }), limiter.acquire('b').then((r) => { order.push('b'); return r; })];
-  t.is(limiter.active, 2);
+  const take = (key: string) => limiter.acquire(key).then((release) => { order.push(key); return release; });
+  const [a1, a2, b1] = [await take('a'), await take('a'), await take('b')];
+  t.is(limiter.active, 3, "b's first call starts beyond the global cap of 2");
+  const a3 = take('a');
+  const a4 = take('a');
+  const b2 = take('b');
+  const tick = () => new Promise((r) => setImmediate(r));
   a1();
-  await new Promise((r) => setImmediate(r));
+  await tick();
+  t.deepEqual(order, ['a', 'a', 'b'], 'at the cap, no second call starts');
   a2();
-  await new Promise((r) => setImmediate(r));
-  t.deepEqual(order, ['a', 'b'], 'b is served before a second waiting call of a');
-  t.is(limiter.active, 2);
-  const releases = await Promise.all(waits.slice(0, 1).concat(waits.slice(2)));
-  releases.forEach((r) => r());
-  await waits[1];
-  t.deepEqual(order, ['a', 'b', 'a']);
+  await tick();
+  t.deepEqual(order.slice(3), ['a'], "a's next call");
+  b1();
+  await tick();
+  t.deepEqual(order.slice(3), ['a', 'b'], "then b's, before a's fourth: a went to the back of the line");
+  (await a3)();
+  await tick();
+  t.deepEqual(order.slice(3), ['a', 'b', 'a']);
+  (await b2)();
+  (await a4)();
+  t.is(limiter.active, 0);
 });
