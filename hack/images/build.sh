@@ -32,7 +32,8 @@ recipe() { declare -f "$@"; echo "$suite $mirror"; }
 
 key_of() { # files and directories whose content makes the image
   { for f in "$@"; do
-      if [ -d "$f" ]; then (cd "$f" && find . -type f -not -path './node_modules/*' -print0 | sort -z | xargs -0 sha256sum); else sha256sum "$f"; fi
+      # Content only: a file's path would make every clone of the repository miss the cache.
+      if [ -d "$f" ]; then (cd "$f" && find . -type f -not -path './node_modules/*' -print0 | sort -z | xargs -0 sha256sum); else sha256sum < "$f"; fi
     done; } | sha256sum | cut -c1-16
 }
 
