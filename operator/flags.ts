@@ -33,6 +33,7 @@ export const flagDefinitions: readonly FlagDefinition[] = [
   // which Gateways and hostnames HTTPRoutes may claim, and how much work one check may cost.
   { name: 'outbound-allow', env: 'MODELSHIP_OUTBOUND_ALLOW', type: 'string', default: '*.svc,*.svc.cluster.local' },
   { name: 'outbound-deny', env: 'MODELSHIP_OUTBOUND_DENY', type: 'string', default: '' },
+  { name: 'outbound-deny-node-addresses', env: 'MODELSHIP_OUTBOUND_DENY_NODE_ADDRESSES', type: 'boolean', default: 'true' },
   { name: 'outbound-raw-urls', env: 'MODELSHIP_OUTBOUND_RAW_URLS', type: 'boolean', default: 'true' },
   { name: 'providers-file', env: 'MODELSHIP_PROVIDERS_FILE', type: 'string', default: '' },
   { name: 'max-response-bytes', env: 'MODELSHIP_MAX_RESPONSE_BYTES', type: 'count', default: '1048576' },
@@ -62,6 +63,8 @@ export interface OperatorFlags {
   outboundAllow: string;
   outboundDeny: string;
   outboundRawUrls: boolean;
+  /** Watch the Nodes and refuse their addresses to tenant URLs. */
+  outboundDenyNodeAddresses: boolean;
   providersFile: string;
   maxResponseBytes: number;
   maxConcurrentChecks: number;
@@ -159,6 +162,7 @@ export function parseOperatorFlags(argv: string[], env: NodeJS.ProcessEnv = proc
   const hostnames = parseAllowList(str('gateway-hostnames'));
   if (hostnames.problems.length || hostnames.cidrs.length) throw new FlagError(`${raw('gateway-hostnames').source}: hostname patterns only (name or *.suffix)`);
   const rawUrls = raw('outbound-raw-urls');
+  const denyNodes = raw('outbound-deny-node-addresses');
   const sizeLimit = raw('model-size-limit');
   if (!/^[1-9][0-9]{0,6}(Mi|Gi|Ti)$/.test(sizeLimit.value)) throw new FlagError(`${sizeLimit.source}: "${sizeLimit.value}" is not a whole number of Mi, Gi or Ti, such as 100Gi`);
   return {
@@ -177,6 +181,7 @@ export function parseOperatorFlags(argv: string[], env: NodeJS.ProcessEnv = proc
     outboundAllow: str('outbound-allow'),
     outboundDeny: str('outbound-deny'),
     outboundRawUrls: parseBoolean(rawUrls.value, rawUrls.source),
+    outboundDenyNodeAddresses: parseBoolean(denyNodes.value, denyNodes.source),
     providersFile: str('providers-file'),
     maxResponseBytes: int('max-response-bytes', 1024, 64 << 20),
     maxConcurrentChecks: int('max-concurrent-checks', 1, 100_000),

@@ -27,6 +27,14 @@ import { AnalysisRunner, clusterIpServiceUrl, inClusterServiceUrl, serviceUrlFro
 import { MonitoringRunner } from './modeldeployment/monitoring/run.js';
 import { podSummary } from './modeldeployment/status.js';
 
+type NodeAddresses = KubeObject & { status?: { addresses?: { address: string }[] } };
+
+/** A Node as the outbound policy needs it: its name and addresses. */
+function nodeAddressesOnly(obj: KubeObject): KubeObject {
+  const n = obj as NodeAddresses;
+  return { metadata: { name: n.metadata?.name, resourceVersion: n.metadata?.resourceVersion }, status: { addresses: (n.status?.addresses ?? []).map((a) => ({ address: a.address })) } };
+}
+
 async function runOperator(argv: string[]): Promise<void> {
   const env = process.env;
   let flags: OperatorFlags;
@@ -211,8 +219,30 @@ async function runOperator(argv: string[]): Promise<void> {
   if (elector) client.fenceWrites(elector);
 
   let resync: NodeJS.Timeout | undefined;
+  // The nodes' addresses, refused to tenant URLs: the kubelet's API and node-local services are no
+  // tenant's to call. Readiness waits for them, so no tenant call goes out before they are known.
+  const nodes = flags.outboundDenyNodeAddresses
+    ? oneInformer<KubeObject>(Resources.Node, {
+      onUpsert: () => updateNodeAddresses(),
+      onDelete: () => updateNodeAddresses(),
+    }, undefined, nodeAddressesOnly)
+    : undefined;
+  // Recomputed once per burst of events: the initial list of a large cluster is one event per node.
+  let nodesDirty = false;
+  const refreshNodeAddresses = () => {
+    if (nodes) outbound.setNodeAddresses(nodes.list().flatMap((n) => ((n as NodeAddresses).status?.addresses ?? []).map((a) => a.address)));
+  };
+  const updateNodeAddresses = () => {
+    if (nodesDirty) return;
+    nodesDirty = true;
+    setImmediate(() => {
+      nodesDirty = false;
+      refreshNodeAddresses();
+    });
+  };
   const startCaches = async () => {
-    await Promise.all(Object.values(caches).map((c: ObjectCache<KubeObject>) => c.start()));
+    await Promise.all([...Object.values(caches), ...(nodes ? [nodes] : [])].map((c: ObjectCache<KubeObject>) => c.start()));
+    refreshNodeAddresses();
     synced = true;
     log.info('caches synced', Object.fromEntries(Object.entries(caches).map(([k, c]: [string, ObjectCache<KubeObject>]) => [k, c.size])));
   };
@@ -257,6 +287,7 @@ async function runOperator(argv: string[]): Promise<void> {
     await controller.stop(graceful ? 20_000 : 0);
     await elector?.stop({ release: true, timeoutMs: 3_000 });
     for (const c of Object.values(caches) as ObjectCache<KubeObject>[]) c.stop();
+    nodes?.stop();
     server.close();
     metrics.leader.set(0);
     process.exit(code);

@@ -14,7 +14,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
-import { addressAllowed, defaultTenancyPolicy, tenantUrlProblem, urlHost, type TenancyPolicy } from '../tenancy/policy.js';
+import { addressAllowed, canonicalAddress, defaultTenancyPolicy, tenantUrlProblem, urlHost, type TenancyPolicy } from '../tenancy/policy.js';
 
 /**
  * service: a URL the operator built for the tenant's own Service (only the path is the tenant's);
@@ -143,6 +143,13 @@ export class Outbound {
     this.limiter = new FairLimiter(limits.maxConcurrent, limits.maxPerNamespace);
   }
 
+  private nodeAddresses: ReadonlySet<string> = new Set();
+
+  /** The cluster's node addresses, refused to tenant URLs (--outbound-deny-node-addresses). */
+  setNodeAddresses(addresses: Iterable<string>): void {
+    this.nodeAddresses = new Set([...addresses].map(canonicalAddress));
+  }
+
   /** Calls in flight now (for tests and metrics). */
   get active(): number {
     return this.limiter.active;
@@ -180,7 +187,7 @@ export class Outbound {
     return (hostname, options, callback) => {
       dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
         if (err) return callback(err, '', 4);
-        const denied = addresses.find((a) => !addressAllowed(this.policy, a.address));
+        const denied = addresses.find((a) => !addressAllowed(this.policy, a.address, this.nodeAddresses));
         if (denied || !addresses.length) {
           const e = new OutboundError('Denied', `${origin}: ${hostname} resolves to ${denied?.address ?? 'nothing'}, which the operator's outbound policy denies`);
           return callback(e, '', 4);
@@ -194,7 +201,7 @@ export class Outbound {
   private send(url: URL, req: OutboundRequest): Promise<OutboundResponse> {
     const origin = url.origin;
     const host = urlHost(url);
-    if (req.trust === 'tenant' && isIP(host) && !addressAllowed(this.policy, host)) {
+    if (req.trust === 'tenant' && isIP(host) && !addressAllowed(this.policy, host, this.nodeAddresses)) {
       return Promise.reject(new OutboundError('Denied', `${origin}: address ${host} is denied by the operator's outbound policy`));
     }
     const timeout = AbortSignal.timeout(req.timeoutMs);

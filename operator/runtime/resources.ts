@@ -11,4 +11,5 @@ export const Resources = {
   Lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
   Event: { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   HTTPRoute: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', kind: 'HTTPRoute', namespaced: true },
+  Node: { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
 } as const satisfies Record<string, ResourceType>;

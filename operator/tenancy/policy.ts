@@ -104,8 +104,19 @@ function contains(cidrs: string[], address: string): boolean {
   return mapped !== undefined && list.check(mapped, 'ipv4');
 }
 
-/** Whether a resolved address may be connected to on a tenant's behalf. */
-export function addressAllowed(policy: TenancyPolicy, address: string): boolean {
+/** An address as the node list spells it: IPv4-mapped IPv6 reduced to its IPv4 address, IPv6 lowercased. */
+export function canonicalAddress(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+  return mapped ?? address.toLowerCase();
+}
+
+/**
+ * Whether a resolved address may be connected to on a tenant's behalf. The nodes' own addresses (the
+ * kubelet's API, node-local services) are refused even inside an allowed CIDR: an admin who opens
+ * 10.0.0.0/8 for cluster services does not mean the nodes in it.
+ */
+export function addressAllowed(policy: TenancyPolicy, address: string, nodeAddresses?: ReadonlySet<string>): boolean {
+  if (nodeAddresses?.has(canonicalAddress(address))) return false;
   if (contains(policy.allowCidrs, address)) return !contains(policy.denyCidrs, address);
   return !contains(builtInDeny, address) && !contains(policy.denyCidrs, address);
 }

@@ -111,7 +111,7 @@ test('the default render: 2 replicas with leader election, probes, restricted an
   t.like(env, {
     MODELSHIP_OUTBOUND_ALLOW: '*.svc,*.svc.cluster.local', MODELSHIP_OUTBOUND_DENY: '', MODELSHIP_OUTBOUND_RAW_URLS: 'true',
     MODELSHIP_MAX_RESPONSE_BYTES: '1048576', MODELSHIP_MAX_CONCURRENT_CHECKS: '32', MODELSHIP_MAX_CONCURRENT_CHECKS_PER_NAMESPACE: '4',
-    MODELSHIP_GATEWAY_PARENTS: '', MODELSHIP_GATEWAY_HOSTNAMES: '',
+    MODELSHIP_GATEWAY_PARENTS: '', MODELSHIP_GATEWAY_HOSTNAMES: '', MODELSHIP_OUTBOUND_DENY_NODE_ADDRESSES: 'true', MODELSHIP_MODEL_SIZE_LIMIT: '100Gi',
   });
   t.false('MODELSHIP_PROVIDERS_FILE' in env, 'no providers file without providers');
   t.notThrows(() => parseOperatorFlags([], env), 'the operator accepts every variable the chart sets');
@@ -121,9 +121,13 @@ test('the default render: 2 replicas with leader election, probes, restricted an
   t.falsy((await render('outbound.admissionPolicy=false')).find((o) => o.kind?.startsWith('ValidatingAdmissionPolicy')));
 });
 
-test('edited values: watchNamespaces gives a Role per namespace and no ClusterRole; the CRD can be templated and kept', async (t) => {
+test('edited values: watchNamespaces gives a Role per namespace and no ClusterRole but the nodes\' addresses; the CRD can be templated and kept', async (t) => {
   const objects = await render('watchNamespaces={team-a,team-b}', 'crds.templated=true', 'replicaCount=3');
-  t.falsy(objects.find((o) => o.kind === 'ClusterRole'));
+  // Nodes belong to no namespace: reading their addresses is the one cluster-wide right, and only that.
+  t.deepEqual(objects.filter((o) => o.kind === 'ClusterRole').map((o: any) => [o.metadata.name, o.rules]), [
+    ['ms-node-addresses', [{ apiGroups: [''], resources: ['nodes'], verbs: ['list', 'watch'] }]],
+  ]);
+  t.falsy((await render('watchNamespaces={team-a}', 'outbound.denyNodeAddresses=false')).find((o) => o.kind === 'ClusterRole'), 'and none without it');
   t.deepEqual(objects.filter((o) => o.kind === 'Role' && o.metadata?.name === 'ms').map((o) => o.metadata?.namespace).sort(), ['team-a', 'team-b']);
   const crd = objects.find((o) => o.kind === 'CustomResourceDefinition');
   t.is(crd?.metadata?.annotations?.['helm.sh/resource-policy'], 'keep');

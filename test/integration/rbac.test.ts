@@ -198,7 +198,8 @@ test('the chart\'s RBAC is exactly what the operator uses: nothing it asks for i
   // Cluster-scoped RBAC outlives the namespace on a reused cluster: a name per run.
   const release = `rbac-${randomBytes(3).toString('hex')}`;
   const rendered = (await helmTemplate(release)).filter((o) => o.kind! in types) as RbacObject[];
-  t.deepEqual(rendered.map((o) => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ServiceAccount']);
+  // The operator's rules, the nodes' addresses (cluster-scoped, so a role of their own) and the Lease.
+  t.deepEqual(rendered.map((o) => o.kind).sort(), ['ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ServiceAccount']);
   for (const obj of rendered) {
     const type = types[obj.kind!]!;
     await client.create(type, obj);
@@ -278,7 +279,7 @@ test('the chart\'s RBAC is exactly what the operator uses: nothing it asks for i
       spec: { ports: [{ port: 80 }] },
     };
     const lessFinalizers = `${release}-nf`;
-    const clusterRole = rendered.find((o) => o.kind === 'ClusterRole')!;
+    const clusterRole = rendered.find((o) => o.kind === 'ClusterRole' && o.metadata?.name === release)!;
     await client.create(types.ServiceAccount!, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: lessFinalizers, namespace: rbacNamespace } });
     await client.create(types.ClusterRole!, { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: lessFinalizers }, rules: clusterRole.rules!.filter((r) => !r.resources.includes('modeldeployments/finalizers')) });
     cleanups.push(() => client.delete(types.ClusterRole!, undefined, lessFinalizers));

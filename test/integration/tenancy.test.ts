@@ -20,6 +20,7 @@ import { OperatorProcess } from '../support/operator-process.js';
 const client = adminClient();
 const namespaces = new TestNamespaces();
 const hostile = new HostileServer();
+const fakeNode = 'tenancy-kubelet';
 let operator: OperatorProcess;
 
 type Md = ModelDeployment & KubeObject;
@@ -29,11 +30,16 @@ const cond = (md: Md, type: string) => md.status?.conditions?.find((c) => c.type
 test.before(async () => {
   await installCrd();
   await hostile.start();
-  operator = new OperatorProcess({ name: 'tenancy', env: { MODELSHIP_SERVICE_URL_TEMPLATE: hostile.urlTemplate } });
+  // A node whose address the admin's allow list covers (127.0.0.3/32), as a wide allow such as
+  // 10.0.0.0/8 covers real nodes: the operator learns it from the Node and refuses it all the same.
+  await client.create(Resources.Node, { apiVersion: 'v1', kind: 'Node', metadata: { name: fakeNode } });
+  await client.mergePatch(Resources.Node, undefined, fakeNode, { status: { addresses: [{ type: 'InternalIP', address: '127.0.0.3' }] } }, 'status');
+  operator = new OperatorProcess({ name: 'tenancy', env: { MODELSHIP_SERVICE_URL_TEMPLATE: hostile.urlTemplate, MODELSHIP_OUTBOUND_ALLOW: '*.svc,*.svc.cluster.local,127.0.0.1/32,127.0.0.3/32' } });
   await operator.start();
 });
 
 test.after.always(async () => {
+  await client.delete(Resources.Node, undefined, fakeNode).catch(() => undefined);
   await operator?.stop();
   hostile.stop();
   await namespaces.deleteAll();
@@ -160,6 +166,9 @@ test.serial('a hostile tenant cannot reach, stall or crash the operator, and a b
   hostile.set(evil, 'ids-canary', { kind: 'json', body: { ...goodAnswer, note: hostileMarker } });
   hostile.set(other, 'ids-too-canary', { kind: 'json', body: { ...goodAnswer, note: hostileMarker } });
   await Promise.all(Object.entries(hostileRollouts).map(([name, h]) => serve(h.ns, name)));
+  // A webhook at a node's address, which the allow list covers: refused when called.
+  await serve(evil, 'kubelet');
+  const kubeletHash = await update(evil, 'kubelet', '2', rollout([{ name: 'nodes', webhook: { url: `${hostile.kubeletUrl}/pods?token=${hostileMarker}` } }]));
   // And a webhook aimed straight at the metadata server.
   await client.create(Resources.ModelDeployment, modelDeployment('metadata', evil, withSpec({ rollout: rollout([{ name: 'exfiltrate', webhook: { url: `${hostile.metadataUrl}/latest/meta-data?token=${hostileMarker}` } }]) })));
 
@@ -187,6 +196,13 @@ test.serial('a hostile tenant cannot reach, stall or crash the operator, and a b
   t.is(finished.ids!.status?.stableRevision?.hash, hashes.ids, 'a schema with an $id is promoted');
   t.is(finished['ids-too']!.status?.stableRevision?.hash, hashes['ids-too'], "and so is another tenant's with the same $id");
   t.regex(cond(metadataMd, 'Ready')?.message ?? '', /webhook\.url \(http:\/\/127\.0\.0\.2:\d+\): address 127\.0\.0\.2 is not in the operator's outbound allow list/);
+  const kubeletMd = await waitFor('the node-address webhook explained', async () => {
+    const m = await get(evil, 'kubelet');
+    const r = m.status?.analysis?.results?.find((a) => a.check === 'nodes');
+    return m.status?.canaryRevision?.hash === kubeletHash && r?.phase === 'Error' ? r : undefined;
+  });
+  t.regex(kubeletMd.message ?? '', /^http:\/\/127\.0\.0\.3:\d+: address 127\.0\.0\.3 is denied by the operator's outbound policy$/);
+  t.deepEqual(hostile.kubeletHits, [], 'the node stand-in was never called');
   const hung = await get(slow, 'hang');
   t.is(hung.status?.canaryRevision?.hash, hashes.hang, 'the hung canary is still waiting for its answers');
 

@@ -21,6 +21,10 @@ export class HostileServer {
   readonly requests: string[] = [];
   /** Requests the metadata stand-in received: the tests assert there are none. */
   readonly metadataHits: string[] = [];
+  /** Requests the node stand-in (a "kubelet" on 127.0.0.3, a node address) received: none either. */
+  readonly kubeletHits: string[] = [];
+  kubeletUrl = '';
+  private kubeletServer: Server | undefined;
   /** Bytes written by huge answers, summed. */
   hugeBytesSent = 0;
   port = 0;
@@ -45,6 +49,12 @@ export class HostileServer {
     });
     await new Promise<void>((r) => this.metadataServer!.listen(0, '127.0.0.2', r));
     this.metadataUrl = `http://127.0.0.2:${(this.metadataServer.address() as { port: number }).port}`;
+    this.kubeletServer = createServer((req, res) => {
+      this.kubeletHits.push(req.url ?? '');
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ items: [hostileMarker] }));
+    });
+    await new Promise<void>((r) => this.kubeletServer!.listen(0, '127.0.0.3', r));
+    this.kubeletUrl = `http://127.0.0.3:${(this.kubeletServer.address() as { port: number }).port}`;
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -88,5 +98,6 @@ export class HostileServer {
     this.server?.closeAllConnections();
     this.server?.close();
     this.metadataServer?.close();
+    this.kubeletServer?.close();
   }
 }

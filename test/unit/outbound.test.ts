@@ -110,6 +110,26 @@ test('a name that resolves to a denied address is refused after the lookup', asy
   t.deepEqual(server.hits, []);
 });
 
+test("the nodes' addresses are refused even inside an allowed CIDR, however they are spelt or reached", async (t) => {
+  const node = new Set(['10.0.0.7', 'fd00::7']);
+  const wide: TenancyPolicy = { ...defaultTenancyPolicy, allowCidrs: ['10.0.0.0/8', 'fd00::/8', '127.0.0.0/8'] };
+  t.true(addressAllowed(wide, '10.0.0.8', node));
+  t.false(addressAllowed(wide, '10.0.0.7', node));
+  t.false(addressAllowed(wide, '::ffff:10.0.0.7', node));
+  t.false(addressAllowed(wide, 'FD00::7', new Set(['fd00::7'])));
+  const kubelet = await listen((res) => res.end('pods'), '127.0.0.3');
+  t.teardown(() => close(kubelet.server));
+  const client = new Outbound({ ...wide, allowHosts: ['localhost'] });
+  client.setNodeAddresses(['127.0.0.3', '127.0.0.1', '::1']);
+  const err = await t.throwsAsync(client.request({ url: `${kubelet.url}/pods`, trust: 'tenant', namespace: 'a', timeoutMs: 2000 }), { instanceOf: OutboundError });
+  t.is((err).reason, 'Denied');
+  const byName = await t.throwsAsync(client.request({ url: `http://localhost:${new URL(kubelet.url).port}/pods`, trust: 'tenant', namespace: 'a', timeoutMs: 2000 }), { instanceOf: OutboundError });
+  t.regex(byName.message, /resolves to .*which the operator's outbound policy denies/);
+  t.deepEqual(kubelet.hits, []);
+  client.setNodeAddresses([]);
+  t.is((await client.request({ url: `${kubelet.url}/pods`, trust: 'tenant', namespace: 'a', timeoutMs: 2000 })).status, 200, 'a node that leaves takes its denial with it');
+});
+
 test('a body larger than the cap fails while it streams, and costs no more than the cap', async (t) => {
   const chunk = Buffer.alloc(64 * 1024, 'a');
   let sent = 0;
