@@ -545,7 +545,7 @@ test.serial('installed: the operator on the chart\'s ServiceAccount serves and r
   t.false(await canI(kubeconfig, 'get', 'secrets', work), 'no Secrets read');
   t.false(await canI(kubeconfig, 'list', 'secrets', system));
 
-  const operator = new OperatorProcess({ name: 'chart-sa', leaderElect: true, leaseNamespace: system, env: { KUBECONFIG: kubeconfig } });
+  const operator = new OperatorProcess({ name: 'chart-sa', leaderElect: true, leaseNamespace: system, env: { KUBECONFIG: kubeconfig, MODELSHIP_OUTBOUND_DENY_NODE_ADDRESSES: 'true' } });
   await operator.start();
   try {
     await client.create(Resources.ModelDeployment, modelDeployment('m', work, withReplicas(2), withSpec({ rollout: { steps: [{ setWeight: 50 }, { setWeight: 100 }] } })));
@@ -573,7 +573,7 @@ test.serial('restricted to watchNamespaces, the operator acts there and creates 
   const kubeconfig = await serviceAccountKubeconfig(system, release);
   await waitFor('RBAC in effect', () => canI(kubeconfig, 'patch', 'deployments', allowed));
   t.false(await canI(kubeconfig, 'list', 'deployments', other));
-  const operator = new OperatorProcess({ name: 'chart-restricted', leaderElect: true, leaseNamespace: system, env: { KUBECONFIG: kubeconfig, MODELSHIP_WATCH_NAMESPACES: allowed } });
+  const operator = new OperatorProcess({ name: 'chart-restricted', leaderElect: true, leaseNamespace: system, env: { KUBECONFIG: kubeconfig, MODELSHIP_WATCH_NAMESPACES: allowed, MODELSHIP_OUTBOUND_DENY_NODE_ADDRESSES: 'true' } });
   await operator.start();
   try {
     await client.create(Resources.ModelDeployment, modelDeployment('m', allowed));

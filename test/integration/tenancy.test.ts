@@ -34,7 +34,7 @@ test.before(async () => {
   // 10.0.0.0/8 covers real nodes: the operator learns it from the Node and refuses it all the same.
   await client.create(Resources.Node, { apiVersion: 'v1', kind: 'Node', metadata: { name: fakeNode } });
   await client.mergePatch(Resources.Node, undefined, fakeNode, { status: { addresses: [{ type: 'InternalIP', address: '127.0.0.3' }] } }, 'status');
-  operator = new OperatorProcess({ name: 'tenancy', env: { MODELSHIP_SERVICE_URL_TEMPLATE: hostile.urlTemplate, MODELSHIP_OUTBOUND_ALLOW: '*.svc,*.svc.cluster.local,127.0.0.1/32,127.0.0.3/32' } });
+  operator = new OperatorProcess({ name: 'tenancy', env: { MODELSHIP_SERVICE_URL_TEMPLATE: hostile.urlTemplate, MODELSHIP_OUTBOUND_ALLOW: '*.svc,*.svc.cluster.local,127.0.0.1/32,127.0.0.3/32', MODELSHIP_OUTBOUND_DENY_NODE_ADDRESSES: 'true' } });
   await operator.start();
 });
 

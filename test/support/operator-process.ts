@@ -80,6 +80,10 @@ export class OperatorProcess {
         // policy denies; 127.0.0.1 alone is opened, so the rest of loopback (127.0.0.2, the tenancy
         // suite's stand-in for a metadata server) stays denied.
         MODELSHIP_OUTBOUND_ALLOW: '*.svc,*.svc.cluster.local,127.0.0.1/32',
+        // KWOK's nodes report 127.0.0.1 as their address (test/cluster/control-plane.ts), which the
+        // operator would refuse to tenant URLs like any node's; the suites that test that refusal, and
+        // those that run the operator as the chart configures it, turn it back on.
+        MODELSHIP_OUTBOUND_DENY_NODE_ADDRESSES: 'false',
         ...this.opts.env,
       },
     });
