@@ -402,6 +402,14 @@ export interface RolloutStatus {
   position?: string;
   startedAt?: string;
   stepStartedAt?: string;
+  /**
+   * When the canary first had a ready pod. Analysis measures only from then, so a model's loading time never counts as a failed or inconclusive measurement.
+   */
+  canaryReadyAt?: string;
+  /**
+   * While canary pods of the current step load, when the rollout gives up on them (the step's start plus the progress deadline, which the preset sizes for its servers' load times).
+   */
+  loadingDeadline?: string;
   pauseReason?: '' | 'ManualGate' | 'Inconclusive' | 'CapacityBlocked' | 'Paused' | 'Timed';
   /**
    * The canary is an earlier promoted revision that monitoring brought back (onFailure Rollback).

@@ -65,6 +65,11 @@ export function statusView(md: ModelDeployment, now: Date): string {
     lines.push(`Weight:        ${s.canaryWeight ?? 0}% to canary${s.mirrorWeight ? `, ${s.mirrorWeight}% mirrored` : ''}`);
     lines.push(`Rolling out:   since ${age(r.startedAt, now)} ago, this step ${age(r.stepStartedAt, now)}`);
     if (r.pauseReason === 'ManualGate') lines.push(`               waiting for: kubectl modelship promote ${md.metadata?.name}`);
+    if (r.loadingDeadline && r.stepStartedAt) {
+      lines.push(`Loading:       ${age(r.stepStartedAt, now)} of at most ${age(r.stepStartedAt, new Date(r.loadingDeadline))}; rolled back if not ready by then, not judged until it is`);
+    } else if (r.canaryReadyAt) {
+      lines.push(`Canary ready:  since ${age(r.canaryReadyAt, now)} ago; analysis counts from then`);
+    }
   }
   const progressing = cond(md, 'Progressing');
   if (progressing) lines.push(`Progress:      ${progressing.reason}: ${progressing.message}`);

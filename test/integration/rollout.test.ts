@@ -188,6 +188,37 @@ test('Prometheus: an error rate above the bound rolls back, one below it is prom
   t.true(Number(passed?.value) < 0.05);
 });
 
+test('a canary that loads slowly is not judged while it loads: no measurement before its first ready pod, then promoted', async (t) => {
+  const ns = await namespaces.create('slow-load');
+  // inconclusive: Rollback, and no data for the canary while it loads: measured then, it would go at once.
+  const { v2 } = await serveThenUpdate(ns, 'm', [withRollout({ steps: [{ setWeight: 50 }, { setWeight: 100 }], progressDeadlineSeconds: 120, analysis: { interval: '5s', inconclusive: 'Rollback', checks: [errorRateCheck()] } })], [withFault('never-ready')]);
+  const loading = await waitFor('the canary loading', async () => {
+    const m = await get(ns, 'm');
+    return m.status?.canaryRevision?.hash === v2 && m.status.rollout?.loadingDeadline ? m : undefined;
+  }, 30_000, 250);
+  const deadline = Date.parse(loading.status!.rollout!.loadingDeadline!) - Date.parse(loading.status!.rollout!.stepStartedAt!);
+  t.is(deadline, 120_000, 'status says until when it may load: the step start plus the progress deadline');
+  const loadedUntil = Date.now() + 15_000;
+  while (Date.now() < loadedUntil) {
+    const m = await get(ns, 'm');
+    t.is(m.status?.rejectedRevision, undefined, 'not rolled back while it loads within its budget');
+    t.is(m.status?.rollout?.canaryReadyAt, undefined);
+    t.false((m.status?.analysis?.results ?? []).some((r) => r.check === 'error-rate'), 'and not measured');
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+  feed(ns, v2, 20, 0.01);
+  await new Promise((r) => setTimeout(r, 3_000));
+  const pods = await client.list<Obj>(Resources.Pod, { namespace: ns, labelSelector: `modelship.io/revision=${v2}` });
+  for (const p of pods.items) await client.mergePatch(Resources.Pod, ns, p.metadata!.name!, { metadata: { annotations: { 'kwok.modelship.io/ready': 'true' } } });
+  const ready = await waitFor('the canary clock started', async () => {
+    const m = await get(ns, 'm');
+    return m.status?.rollout?.canaryReadyAt ? m : undefined;
+  }, 30_000, 250);
+  t.is(ready.status?.rollout?.loadingDeadline, undefined);
+  const promoted = await waitPromoted(ns, 'm', v2, 90_000);
+  t.like(promoted.status?.analysis?.results?.find((r) => r.check === 'error-rate'), { passed: true });
+});
+
 test('Prometheus: too few samples hold the rollout as inconclusive, or roll it back when the policy says so', async (t) => {
   const hold = await namespaces.create('prom-hold');
   const back = await namespaces.create('prom-back');

@@ -86,7 +86,7 @@ test('analysis runs in the background: a poll never waits for a slow check, and 
   const md = modelDeployment('fraud', 'risk');
   md.spec.rollout = { analysis: { interval: '30s', checks: [{ name: 'eval', webhook: { url: 'http://evals.ml.svc/run' } }] } };
   const stepStartedAt = '2026-11-26T10:00:00.000Z';
-  md.status = { canaryRevision: { hash: revisionHash(md.spec) }, stableRevision: { hash: 'old' }, rollout: { step: 0, stepStartedAt } };
+  md.status = { canaryRevision: { hash: revisionHash(md.spec) }, stableRevision: { hash: 'old' }, rollout: { step: 0, stepStartedAt, canaryReadyAt: stepStartedAt } };
   let release!: () => void;
   const measured = new Promise<void>((r) => { release = r; });
   let runs = 0;
@@ -106,6 +106,29 @@ test('analysis runs in the background: a poll never waits for a slow check, and 
   await new Promise((r) => setTimeout(r, 10));
   t.deepEqual(finishedFor, ['risk/fraud'], 'the finished run enqueues the object');
   t.like(runner.poll(md, now)?.[0], { check: 'eval', phase: 'Passed' });
+});
+
+test('nothing is measured while the canary loads: the first run starts at its first ready pod', async (t) => {
+  const { AnalysisRunner } = await import('../../operator/modeldeployment/analysis/run.js');
+  const { revisionHash } = await import('../../operator/api/revision.js');
+  const { modelDeployment } = await import('../support/builders.js');
+  const md = modelDeployment('llm', 'team-a');
+  md.spec.rollout = { analysis: { interval: '30s', checks: [{ name: 'eval', webhook: { url: 'http://evals.ml.svc/run' } }] } };
+  const stepStartedAt = '2026-11-26T10:00:00.000Z';
+  md.status = { canaryRevision: { hash: revisionHash(md.spec) }, stableRevision: { hash: 'old' }, rollout: { step: 0, stepStartedAt } };
+  let runs = 0;
+  const runner = new AnalysisRunner(() => 'http://x', () => undefined, (_view, now) => {
+    runs++;
+    return Promise.resolve([{ check: 'eval', phase: 'Passed', passed: true, failures: 0, message: 'HTTP 200', at: now.toISOString() }]);
+  });
+  for (let s = 1; s <= 5; s++) runner.poll(md, new Date(Date.parse(stepStartedAt) + s * 60_000));
+  t.is(runs, 0, 'five minutes of loading, no measurement');
+  md.status.rollout = { ...md.status.rollout, canaryReadyAt: '2026-11-26T10:05:30.000Z' };
+  runner.poll(md, new Date('2026-11-26T10:05:31.000Z'));
+  t.is(runs, 1, 'measured once ready');
+  const { runDueAnalysis } = await import('../../operator/modeldeployment/analysis/run.js');
+  const loading: typeof md = { ...md, status: { ...md.status, rollout: { step: 0, stepStartedAt } } };
+  t.deepEqual(await runDueAnalysis(loading, new Date('2026-11-26T10:03:00.000Z'), () => 'http://127.0.0.1:9'), [], 'and a direct run measures nothing either');
 });
 
 test('a failed request names the address and the network reason, not just "fetch failed"', async (t) => {

@@ -26,7 +26,7 @@ const noop = () => undefined;
 function canaryMd(version: string, stepStartedAt: string, check: { name: string; webhook: { url: string; timeoutSeconds?: number }; failureLimit?: number }): ModelDeployment {
   const md = modelDeployment('fraud', 'risk', withVersion(version));
   md.spec.rollout = { analysis: { interval: '30s', checks: [check] } };
-  md.status = { canaryRevision: { hash: revisionHash(md.spec) }, stableRevision: { hash: 'stable1' }, rollout: { step: 0, stepStartedAt } };
+  md.status = { canaryRevision: { hash: revisionHash(md.spec) }, stableRevision: { hash: 'stable1' }, rollout: { step: 0, stepStartedAt, canaryReadyAt: stepStartedAt } };
   return md;
 }
 

@@ -202,3 +202,17 @@ test('kubectl modelship status shows monitoring results, the baseline age, Drift
   t.regex(view, /^Drifting: +DriftDetected: revision abc123: score-drift: PSI 0\.91 > 0\.2$/m);
   t.regex(view, /^Webhook: +telling Drifting=True, attempt 3 \(last: HTTP 503\)$/m);
 });
+
+test('kubectl modelship status shows how long a canary has loaded and for how long it may', async (t) => {
+  const { statusView } = await import('../../operator/cli/plugin-view.js');
+  const md = modelDeployment('llm', 'team-a');
+  md.metadata = { ...md.metadata, generation: 1 };
+  md.status = {
+    observedGeneration: 1, phase: 'Progressing', stableRevision: { hash: 'abc123', modelVersion: '1' }, canaryRevision: { hash: 'def456', modelVersion: '2' },
+    rollout: { step: 0, steps: 2, position: '1/2', startedAt: '2026-11-26T10:00:00Z', stepStartedAt: '2026-11-26T10:00:00Z', loadingDeadline: '2026-11-26T10:32:00Z' },
+  };
+  t.regex(statusView(md, new Date('2026-11-26T10:06:00Z')), /^Loading: +6m of at most 32m; rolled back if not ready by then, not judged until it is$/m);
+  md.status.rollout = { ...md.status.rollout, loadingDeadline: undefined, canaryReadyAt: '2026-11-26T10:07:00Z' };
+  delete md.status.rollout.loadingDeadline;
+  t.regex(statusView(md, new Date('2026-11-26T10:09:00Z')), /^Canary ready: +since 2m ago; analysis counts from then$/m);
+});

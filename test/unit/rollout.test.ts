@@ -213,6 +213,39 @@ test('a canary that never becomes ready is rolled back after the progress deadli
   t.is(w.status.readyReplicas, 2, 'stable kept all its ready replicas');
 });
 
+test('a canary that loads slowly is not judged while it loads: analysis counts from its first ready pod, and status says until when it may load', (t) => {
+  const check = { name: 'error-rate', prometheus: { address: 'http://p.monitoring.svc:9090', query: 'q' }, pass: { max: 0.01 } };
+  const w = serving(2, { steps: [{ setWeight: 50 }, { setWeight: 100 }], progressDeadlineSeconds: 600, analysis: { checks: [check], inconclusive: 'Rollback' } });
+  w.setVersion('2');
+  w.faults.set(w.hash, 'never-ready');
+  w.tick();
+  const started = Date.parse(w.status.rollout!.stepStartedAt!);
+  t.is(w.status.rollout?.loadingDeadline, new Date(started + 600_000).toISOString());
+  t.is(w.status.rollout?.canaryReadyAt, undefined);
+  // What a measurement finds while the model loads (a refused connection, no series yet) says nothing
+  // about the model; under inconclusive: Rollback it used to roll the canary back at once.
+  w.analysis = [{ check: 'error-rate', phase: 'Error', passed: false, failures: 0, message: 'ECONNREFUSED', at: new Date(w.now).toISOString() }];
+  const writes = new Set<string>();
+  for (let i = 0; i < 300; i++) {
+    w.tick(1000);
+    writes.add(JSON.stringify(w.status.rollout));
+  }
+  t.is(w.status.rejectedRevision, undefined, 'five minutes into a ten-minute budget, the loading canary stands');
+  t.is(writes.size, 1, 'waiting changes nothing in status');
+  t.is(w.status.rollout?.loadingDeadline, new Date(started + 600_000).toISOString());
+  t.regex(w.status.analysis?.results?.find((r) => r.check === 'pods')?.message ?? '', /loading/);
+  w.faults.delete(w.hash);
+  w.tick();
+  w.tick();
+  const readyAt = w.status.rollout?.canaryReadyAt;
+  t.truthy(readyAt, 'the canary clock starts at its first ready pod');
+  t.is(w.status.rollout?.loadingDeadline, undefined);
+  t.is(w.status.rejectedRevision, undefined, 'the measurement taken while it loaded still does not count');
+  w.analysis = [{ check: 'error-rate', phase: 'Inconclusive', passed: false, failures: 0, message: 'no data for the canary', at: new Date(w.now).toISOString() }];
+  w.tick();
+  t.regex(w.status.rejectedRevision?.reason ?? '', /inconclusive analysis: error-rate: no data/, 'once it is ready, the policy applies');
+});
+
 test('a crash-looping canary is rolled back naming CrashLoopBackOff', (t) => {
   const w = serving(2, { steps: [{ setWeight: 50 }, { setWeight: 100 }] });
   w.setVersion('2');

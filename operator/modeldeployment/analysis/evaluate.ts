@@ -1,6 +1,6 @@
 // Pure judgement of measurements: bounds, stable comparison, prediction agreement, failure counting,
 // and which checks are due. The providers (prometheus.ts, http.ts, webhook.ts) only measure.
-import type { Bounds, Check, CheckResult, ModelDeploymentSpec, StableComparison } from '../../api/generated.js';
+import type { Bounds, Check, CheckResult, ModelDeploymentSpec, RolloutStatus, StableComparison } from '../../api/generated.js';
 
 export const defaultAnalysisIntervalMs = 30_000;
 
@@ -76,6 +76,16 @@ export function judgeAgreement(canary: unknown, stable: unknown, maxAbsDiff = 0,
  * status; the CRD refuses less, and objects stored before it said so are held to it here.
  */
 export const minIntervalMs = 5_000;
+
+/**
+ * Measurements count from the later of the step's start and the canary's first ready pod, and none
+ * counts before it: a model that loads for many minutes is not judged before it can answer.
+ */
+export function measuredSince(rollout: RolloutStatus | undefined, fallbackMs: number): number {
+  if (!rollout?.canaryReadyAt) return Number.POSITIVE_INFINITY;
+  const step = rollout.stepStartedAt ? Date.parse(rollout.stepStartedAt) : fallbackMs;
+  return Math.max(step, Date.parse(rollout.canaryReadyAt));
+}
 
 /** How often analysis measures each check. */
 export const analysisIntervalMs = (spec: ModelDeploymentSpec) => Math.max(minIntervalMs, durationMs(spec.rollout?.analysis?.interval, defaultAnalysisIntervalMs));

@@ -5,7 +5,7 @@ import { revisionHash } from '../../api/revision.js';
 import type { KubeObject } from '../../api/object.js';
 import { servicePort } from '../desired/service.js';
 import { BackgroundRuns } from './background.js';
-import { analysisChecks, analysisIntervalMs, dueChecks, recordResult, type Measurement } from './evaluate.js';
+import { analysisChecks, analysisIntervalMs, dueChecks, measuredSince, recordResult, type Measurement } from './evaluate.js';
 import { measureCheck, type MeasureTarget } from './measure.js';
 
 /** Where a Service answers, from the operator's point of view. */
@@ -43,8 +43,11 @@ export async function runDueAnalysis(md: ModelDeployment, now: Date, serviceUrl:
   const stable = status.stableRevision?.hash;
   if (!canary) return undefined;
   const prior = status.analysis?.results ?? [];
+  // Nothing is measured while the canary loads: a refused connection or an empty series then says
+  // nothing about the model, and under inconclusive: Rollback it would roll back a model still loading.
+  if (!status.rollout?.canaryReadyAt) return prior;
   const checks = analysisChecks(md.spec);
-  const since = status.rollout?.stepStartedAt ? Date.parse(status.rollout.stepStartedAt) : now.getTime();
+  const since = measuredSince(status.rollout, now.getTime());
   const interval = analysisIntervalMs(md.spec);
   const due = dueChecks(checks, prior, since, now.getTime(), interval);
   if (due.length === 0) return prior;
@@ -122,9 +125,10 @@ export class AnalysisRunner {
     const checks = analysisChecks(md.spec);
     const current = fresh?.results ?? status.analysis?.results?.filter((r) => checks.some((c) => c.name === r.check)) ?? [];
     const view: ModelDeployment = { ...md, status: { ...status, analysis: { results: current } } };
-    const since = status.rollout?.stepStartedAt ? Date.parse(status.rollout.stepStartedAt) : now.getTime();
+    const since = measuredSince(status.rollout, now.getTime());
     const interval = analysisIntervalMs(md.spec);
-    if (!this.runs.busy(key) && dueChecks(checks, current, since, now.getTime(), interval).length > 0) {
+    const loading = !status.rollout?.canaryReadyAt;
+    if (!loading && !this.runs.busy(key) && dueChecks(checks, current, since, now.getTime(), interval).length > 0) {
       this.runs.start(namespace, name, tag, async (signal) => {
         const results = await this.measure(view, now, this.serviceUrl, signal);
         return results && { results, measured: newMeasurements(results, current) };

@@ -3,7 +3,7 @@
 // through the steps, with every weight and replica count passed through the traffic guard, and
 // promote it once all steps are done and it carries everything. Pure.
 import type { CheckResult, ModelDeploymentSpec, RolloutStep } from '../../api/generated.js';
-import { analysisChecks, analysisIntervalMs, checkFailed, durationMs } from '../analysis/evaluate.js';
+import { analysisChecks, analysisIntervalMs, checkFailed, durationMs, measuredSince } from '../analysis/evaluate.js';
 import { progressDeadlineSeconds } from '../desired/deployment.js';
 import { splitReplicas } from './capacity.js';
 import { canaryReplicas, fullyReady, historyEntry, mustDrain, revisionInfo, type Decision, type RevisionState } from './decision.js';
@@ -30,10 +30,22 @@ export function advanceCanary(d: Decision): void {
   const stepStartedAt = d.rollout.stepStartedAt ? Date.parse(d.rollout.stepStartedAt) : d.nowMs;
   const wantCanary = canaryReplicas(d.total, steps, i, d.policy, d.gateway);
   const canaryUp = canary.ready >= wantCanary && !!canary.observed?.observedGenerationCurrent;
+  // The canary's clock starts when it can answer: a large model may load for many minutes, and
+  // nothing measured before its first ready pod says anything about the model (measuredSince).
+  if (!d.rollout.canaryReadyAt && canary.ready > 0) d.rollout.canaryReadyAt = d.now;
   const judged = judge(d, canary, { i, stepStartedAt, wantCanary, canaryUp });
   if (judged.failure) rollBack(d, canary, judged.failure);
   else walkSteps(d, canary, { steps, i, stepStartedAt, canaryUp, inconclusive: judged.inconclusive });
+  if (d.status.canaryRevision) {
+    // While this step's pods load, status says until when they may (kubectl modelship status shows
+    // "loading: 6m of at most 32m"); a fixed time, so waiting writes nothing.
+    const loading = !canaryUp && canary.trouble?.reason !== 'Unschedulable';
+    const deadline = new Date(stepStartedAt + progressDeadlineSeconds(d.md, canary.runtime) * 1000).toISOString();
+    if (loading) d.rollout.loadingDeadline = deadline;
+    else delete d.rollout.loadingDeadline;
+  }
 }
+
 
 function start(d: Decision, canary: RevisionState): void {
   const { now } = d;
@@ -74,8 +86,9 @@ function judge(d: Decision, canary: RevisionState, at: { i: number; stepStartedA
     const r = results.find((x) => x.check === c.name);
     if (!failure && checkFailed(c, r)) failure = { reason: 'RolledBack', message: `${c.name}: ${r?.message ?? 'failed'}` };
   }
+  const since = measuredSince(d.rollout, at.stepStartedAt);
   const inconclusive = checks.map((c) => results.find((r) => r.check === c.name))
-    .filter((r): r is CheckResult => !!r && (r.phase === 'Inconclusive' || r.phase === 'Error') && Date.parse(r.at ?? '0') >= at.stepStartedAt);
+    .filter((r): r is CheckResult => !!r && (r.phase === 'Inconclusive' || r.phase === 'Error') && Date.parse(r.at ?? '0') >= since);
   if (!failure && inconclusive.length && (md.spec.rollout?.analysis?.inconclusive ?? 'Hold') === 'Rollback') {
     failure = { reason: 'RolledBack', message: `inconclusive analysis: ${inconclusive.map((r) => `${r.check}: ${r.message}`).join('; ')}` };
   }
@@ -88,7 +101,7 @@ function judge(d: Decision, canary: RevisionState, at: { i: number; stepStartedA
   const priorPod = (d.status.analysis?.results ?? []).find((r) => r.check === podCheck);
   d.podResult = {
     check: podCheck, phase: podPhase, passed: podPhase === 'Passed', value: podValue, failures: podFailed ? 1 : 0,
-    message: podFailed ? failure!.message : canary.trouble?.message ?? (at.canaryUp ? 'canary pods ready' : 'waiting for canary pods'),
+    message: podFailed ? failure!.message : canary.trouble?.message ?? (at.canaryUp ? 'canary pods ready' : 'canary pods loading (status.rollout.loadingDeadline says until when)'),
     at: priorPod && priorPod.phase === podPhase && priorPod.value === podValue ? priorPod.at ?? d.now : d.now,
   };
   return { ...(failure ? { failure } : {}), inconclusive };
@@ -125,9 +138,10 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
   if (d.restoring) d.degraded = d.prior.conditions?.find((c) => c.type === 'Degraded' && c.status === 'True');
   const results = d.ctx.analysis ?? d.status.analysis?.results ?? [];
   const checks = analysisChecks(md.spec);
+  const since = measuredSince(d.rollout, stepStartedAt);
   const roundDone = checks.every((c) => {
     const r = results.find((x) => x.check === c.name);
-    return r?.phase === 'Passed' && Date.parse(r.at ?? '0') >= stepStartedAt;
+    return r?.phase === 'Passed' && Date.parse(r.at ?? '0') >= since;
   });
   const capacityBlocked = canary.trouble?.reason === 'Unschedulable';
   let held: Held = md.spec.paused ? 'Paused' : capacityBlocked ? 'CapacityBlocked' : inconclusive.length ? 'Inconclusive' : '';
