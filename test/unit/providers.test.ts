@@ -73,3 +73,20 @@ test.serial("a named provider is called with the admin's credentials, read at ea
   t.like(unreadable, { phase: 'Error', message: 'Prometheus not queried: provider prom: its credentials cannot be read (ENOENT); tell the cluster admin' });
   t.false(JSON.stringify([refused, unreadable]).includes(url), "the provider's address is not shown to tenants");
 });
+
+test.serial("a tenant's Prometheus address gets only Prometheus' own error types back, never its text", async (t) => {
+  const server = createServer((req, res) => {
+    const secret = req.url?.includes('known') ? '{"status":"error","errorType":"bad_data","error":"SECRET-42 parse error"}' : '{"status":"error","errorType":"SECRET-42","error":"SECRET-42"}';
+    res.writeHead(400, { 'content-type': 'application/json' }).end(secret);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  configureOutbound({ ...defaultTenancyPolicy, allowCidrs: ['127.0.0.1/32'] }, defaultOutboundLimits);
+  t.teardown(() => configureOutbound(defaultTenancyPolicy, defaultOutboundLimits));
+  const vars = { namespace: 'team-a', name: 'm', revision: 'r', role: 'canary' as const };
+  const known = await measurePrometheus({ name: 'q', prometheus: { address: url, query: 'known' }, pass: { max: 1 } }, vars, undefined);
+  t.is(known.message, `${url}: query failed: HTTP 400 (bad_data)`);
+  const odd = await measurePrometheus({ name: 'q', prometheus: { address: url, query: 'odd' }, pass: { max: 1 } }, vars, undefined);
+  t.is(odd.message, `${url}: query failed: HTTP 400 (unknown error type)`);
+});

@@ -38,11 +38,18 @@ async function query(endpoint: Endpoint, namespace: string, promql: string, time
     body = undefined;
   }
   if (body?.status !== 'success' || !body.data) {
-    const detail = body?.errorType ? ` (${String(body.errorType).slice(0, 32)}${endpoint.trust === 'provider' && body.error ? `: ${String(body.error).slice(0, 200)}` : ''})` : body ? '' : `, ${answerSize(res.body)} that is not Prometheus' JSON`;
+    // From a tenant's address only Prometheus' own error types are named: any other text is whatever
+    // the endpoint answered. A registered provider is the admin's, and its words are shown.
+    const raw = body?.errorType === undefined ? '' : String(body.errorType).slice(0, 32);
+    const errorType = !raw || endpoint.trust === 'provider' || prometheusErrorTypes.has(raw) ? raw : 'unknown error type';
+    const detail = errorType ? ` (${errorType}${endpoint.trust === 'provider' && body?.error ? `: ${String(body.error).slice(0, 200)}` : ''})` : body ? '' : `, ${answerSize(res.body)} that is not Prometheus' JSON`;
     throw new QueryError(`${endpoint.label}: query failed: HTTP ${res.status}${detail}`);
   }
   return body.data;
 }
+
+/** The errorType values of Prometheus' HTTP API (web/api/v1). */
+const prometheusErrorTypes = new Set(['timeout', 'canceled', 'execution', 'bad_data', 'internal', 'unavailable', 'not_found', 'not_acceptable']);
 
 class QueryError extends Error {
   override name = 'QueryError';
