@@ -208,14 +208,23 @@ test('a canary that loads slowly is not judged while it loads: no measurement be
   }
   feed(ns, v2, 20, 0.01);
   await new Promise((r) => setTimeout(r, 3_000));
-  const pods = await client.list<Obj>(Resources.Pod, { namespace: ns, labelSelector: `modelship.io/revision=${v2}` });
-  for (const p of pods.items) await client.mergePatch(Resources.Pod, ns, p.metadata!.name!, { metadata: { annotations: { 'kwok.modelship.io/ready': 'true' } } });
-  const ready = await waitFor('the canary clock started', async () => {
+  // Every status the apiserver serves is watched: once ready, the canary may be promoted within a poll.
+  const seen: { canaryReadyAt?: string; loadingDeadline?: string }[] = [];
+  const watcher = new Informer<Md>(client, Resources.ModelDeployment, {
+    onUpsert: (m) => { if (m.status?.canaryRevision?.hash === v2) seen.push({ ...m.status.rollout }); },
+  }, { namespace: ns });
+  await watcher.start();
+  t.teardown(() => watcher.stop());
+  // The model has loaded: its pods become ready (every pod of the revision, whenever it appears).
+  const promoted = await waitFor('promoted once ready', async () => {
+    const pods = await client.list<Obj>(Resources.Pod, { namespace: ns, labelSelector: `modelship.io/revision=${v2}` });
+    for (const p of pods.items.filter((x) => x.metadata?.annotations?.['kwok.modelship.io/ready'] !== 'true')) {
+      await client.mergePatch(Resources.Pod, ns, p.metadata!.name!, { metadata: { annotations: { 'kwok.modelship.io/ready': 'true' } } });
+    }
     const m = await get(ns, 'm');
-    return m.status?.rollout?.canaryReadyAt ? m : undefined;
-  }, 30_000, 250);
-  t.is(ready.status?.rollout?.loadingDeadline, undefined);
-  const promoted = await waitPromoted(ns, 'm', v2, 90_000);
+    return m.status?.stableRevision?.hash === v2 ? m : undefined;
+  }, 90_000, 500);
+  t.true(seen.some((r) => r.canaryReadyAt && !r.loadingDeadline), `the canary clock started at its first ready pod, and loading was over: ${JSON.stringify(seen)}`);
   t.like(promoted.status?.analysis?.results?.find((r) => r.check === 'error-rate'), { passed: true });
 });
 
