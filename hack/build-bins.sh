@@ -15,12 +15,14 @@
 #
 # The Gateway API CRDs (for GatewayAPI routing tests) come from the sigs.k8s.io/gateway-api module too,
 # and Argo CD's Application CRD (for the dry run of examples/argocd-application.yaml) from the
-# github.com/argoproj/argo-cd/v3 module: nothing is compiled for either, the files are copied out.
+# github.com/argoproj/argo-cd/v3 module: nothing is compiled for either, the files are copied out. So
+# do the Gateway API Inference Extension's InferencePool CRD (sigs.k8s.io/gateway-api-inference-extension)
+# and KEDA's ScaledObject CRD (github.com/kedacore/keda/v2), for the large-model serving tests.
 #
 # kstatus (hack/kstatus) prints sigs.k8s.io/cli-utils' kstatus verdict for objects on stdin, so tests
 # judge ModelDeployments with the code Flux, kpt and Config Sync use.
 #
-# Usage: hack/build-bins.sh [component ...]   (components: k8s node containerd etcd kwok helm kstatus gateway-api argo-cd; default: all)
+# Usage: hack/build-bins.sh [component ...]   (components: k8s node containerd etcd kwok helm kstatus gateway-api argo-cd inference-extension keda; default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -87,9 +89,12 @@ mkdir -p "$dest"
 
 # Argo CD v3.6 needs Go 1.27; v3.5 builds with the Go this machine has, and its CRD is what we need.
 argocd_version=v3.5.7
+# Listing versions is refused by the proxy here, so the versions are named.
+inference_extension_version=v1.6.0
+keda_version=v2.21.0
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(k8s node containerd etcd kwok helm kstatus gateway-api argo-cd)
+[ ${#components[@]} -gt 0 ] || components=(k8s node containerd etcd kwok helm kstatus gateway-api argo-cd inference-extension keda)
 
 for c in "${components[@]}"; do
   case "$c" in
@@ -152,6 +157,20 @@ for c in "${components[@]}"; do
       chmod u+w "$crds"/*.yaml
       log "argo-cd: $argocd_version Application CRD copied from the module"
       ;;
+    inference-extension | keda)
+      # One CRD file copied out of a module that is downloaded, never built.
+      if [ "$c" = keda ]; then module=github.com/kedacore/keda/v2; version=$keda_version; file=config/crd/bases/keda.sh_scaledobjects.yaml
+      else module=sigs.k8s.io/gateway-api-inference-extension; version=$inference_extension_version; file=config/crd/bases/inference.networking.k8s.io_inferencepools.yaml; fi
+      crds="$dest/$c-$version"
+      if [ -f "$crds/$(basename "$file")" ]; then log "$c: up to date ($version CRD)"; continue; fi
+      info=$(cd "$hack" && GOFLAGS=-mod=mod go mod download -json "$module@$version") || { log "$c: go mod download failed: $info"; exit 1; }
+      module_dir=$(printf '%s\n' "$info" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+      [ -f "$module_dir/$file" ] || { log "$c: no $file in the module ($module_dir)"; exit 1; }
+      mkdir -p "$crds"
+      cp "$module_dir/$file" "$crds/"
+      chmod u+w "$crds"/*.yaml
+      log "$c: $version CRD copied from the module"
+      ;;
     *) log "unknown component: $c"; exit 2 ;;
   esac
 done
@@ -167,4 +186,6 @@ for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kube
 done
 for d in "$dest"/gateway-api-*; do [ -d "$d" ] && ln -sfn "$d" "$root/.bin/gateway-api-crds"; done
 if [ -d "$dest/argo-cd-$argocd_version" ]; then ln -sfn "$dest/argo-cd-$argocd_version" "$root/.bin/argocd-crds"; fi
+if [ -d "$dest/inference-extension-$inference_extension_version" ]; then ln -sfn "$dest/inference-extension-$inference_extension_version" "$root/.bin/inference-extension-crds"; fi
+if [ -d "$dest/keda-$keda_version" ]; then ln -sfn "$dest/keda-$keda_version" "$root/.bin/keda-crds"; fi
 log "binaries linked into .bin/ (built ones cached in $dest)"

@@ -250,3 +250,30 @@ test.serial('a supervisor killed with SIGKILL leaves no control-plane process be
   rmSync(dir, { recursive: true, force: true });
   t.pass();
 });
+
+test('the pinned InferencePool and KEDA CRDs install, and take a pool of a revision\'s pods and a scaler of a ModelDeployment\'s /scale', async (t) => {
+  const { adminClient, installInferencePoolCrd, installKedaCrd } = await import('../support/crd.js');
+  await Promise.all([installInferencePoolCrd(), installKedaCrd()]);
+  const client = adminClient();
+  const ns = await namespaces.create('llm-crds');
+  const pool = {
+    apiVersion: 'inference.networking.k8s.io/v1', kind: 'InferencePool', metadata: { name: 'llm-canary', namespace: ns },
+    spec: { selector: { matchLabels: { 'app.kubernetes.io/instance': 'llm', 'modelship.io/revision': 'abc123' } }, targetPorts: [{ number: 8000 }], endpointPickerRef: { name: 'llm-epp', port: { number: 9002 } } },
+  };
+  const scaler = {
+    apiVersion: 'keda.sh/v1alpha1', kind: 'ScaledObject', metadata: { name: 'llm', namespace: ns },
+    spec: {
+      scaleTargetRef: { apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment', name: 'llm' }, minReplicaCount: 0, maxReplicaCount: 4,
+      triggers: [{ type: 'prometheus', metadata: { serverAddress: 'http://prometheus.monitoring.svc:9090', query: 'sum(vllm:num_requests_waiting{namespace="x"})', threshold: '5', activationThreshold: '0' } }],
+    },
+  };
+  const poolType = { group: 'inference.networking.k8s.io', version: 'v1', plural: 'inferencepools', kind: 'InferencePool', namespaced: true } as const;
+  const scalerType = { group: 'keda.sh', version: 'v1alpha1', plural: 'scaledobjects', kind: 'ScaledObject', namespaced: true } as const;
+  const dryPool = await client.apply<typeof pool>(poolType, pool, 'modelship-tests', { dryRun: true });
+  t.deepEqual(dryPool.spec.targetPorts, [{ number: 8000 }]);
+  const dryScaler = await client.apply<typeof scaler>(scalerType, scaler, 'modelship-tests', { dryRun: true });
+  t.is(dryScaler.spec.minReplicaCount, 0, 'scale to zero is a valid ScaledObject');
+  // The CRDs' own rules hold: a pool needs target ports.
+  const bad = { ...pool, metadata: { ...pool.metadata, name: 'no-ports' }, spec: { ...pool.spec, targetPorts: [] } };
+  await t.throwsAsync(client.apply(poolType, bad, 'modelship-tests', { dryRun: true }), { message: /targetPorts/ });
+});

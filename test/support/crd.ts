@@ -47,5 +47,11 @@ async function installCrdFolder(folder: string, servedPath: string, what: string
 /** The Gateway API CRDs, from the sigs.k8s.io/gateway-api module. */
 export const installGatewayApi = () => installCrdFolder('gateway-api-crds', '/apis/gateway.networking.k8s.io/v1/httproutes', 'HTTPRoutes');
 
+/** The Gateway API Inference Extension's InferencePool CRD, from its Go module (v1.6.0). */
+export const installInferencePoolCrd = () => installCrdFolder('inference-extension-crds', '/apis/inference.networking.k8s.io/v1/inferencepools', 'InferencePools');
+
+/** KEDA's ScaledObject CRD, from the github.com/kedacore/keda/v2 module (v2.21.0); the controller does not run. */
+export const installKedaCrd = () => installCrdFolder('keda-crds', '/apis/keda.sh/v1alpha1/scaledobjects', 'KEDA ScaledObjects');
+
 /** Argo CD's Application CRD, from the github.com/argoproj/argo-cd module. */
 export const installArgoCdCrds = () => installCrdFolder('argocd-crds', '/apis/argoproj.io/v1alpha1/applications', 'Argo CD Applications');
