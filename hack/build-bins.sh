@@ -145,24 +145,16 @@ for c in "${components[@]}"; do
       chmod u+w "$crds"/*.yaml
       log "gateway-api: $gateway_version CRDs copied from the module"
       ;;
-    argo-cd)
-      crds="$dest/argo-cd-$argocd_version"
-      if [ -f "$crds/application-crd.yaml" ]; then log "argo-cd: up to date ($argocd_version Application CRD)"; continue; fi
-      log "argo-cd: downloading github.com/argoproj/argo-cd/v3@$argocd_version (about 60 MB, once) for its Application CRD"
-      info=$(cd "$hack" && GOFLAGS=-mod=mod go mod download -json "github.com/argoproj/argo-cd/v3@$argocd_version") || { log "argo-cd: go mod download failed: $info"; exit 1; }
-      module_dir=$(printf '%s\n' "$info" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-      [ -f "$module_dir/manifests/crds/application-crd.yaml" ] || { log "argo-cd: no manifests/crds/application-crd.yaml in the module ($module_dir)"; exit 1; }
-      mkdir -p "$crds"
-      cp "$module_dir/manifests/crds/application-crd.yaml" "$crds/"
-      chmod u+w "$crds"/*.yaml
-      log "argo-cd: $argocd_version Application CRD copied from the module"
-      ;;
-    inference-extension | keda)
-      # One CRD file copied out of a module that is downloaded, never built.
-      if [ "$c" = keda ]; then module=github.com/kedacore/keda/v2; version=$keda_version; file=config/crd/bases/keda.sh_scaledobjects.yaml
-      else module=sigs.k8s.io/gateway-api-inference-extension; version=$inference_extension_version; file=config/crd/bases/inference.networking.k8s.io_inferencepools.yaml; fi
+    argo-cd | inference-extension | keda)
+      # One CRD file copied out of a module that is downloaded, never built (Argo CD's is about 60 MB, once).
+      case $c in
+        argo-cd) module=github.com/argoproj/argo-cd/v3; version=$argocd_version; file=manifests/crds/application-crd.yaml ;;
+        keda) module=github.com/kedacore/keda/v2; version=$keda_version; file=config/crd/bases/keda.sh_scaledobjects.yaml ;;
+        *) module=sigs.k8s.io/gateway-api-inference-extension; version=$inference_extension_version; file=config/crd/bases/inference.networking.k8s.io_inferencepools.yaml ;;
+      esac
       crds="$dest/$c-$version"
       if [ -f "$crds/$(basename "$file")" ]; then log "$c: up to date ($version CRD)"; continue; fi
+      log "$c: downloading $module@$version for $(basename "$file")"
       info=$(cd "$hack" && GOFLAGS=-mod=mod go mod download -json "$module@$version") || { log "$c: go mod download failed: $info"; exit 1; }
       module_dir=$(printf '%s\n' "$info" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
       [ -f "$module_dir/$file" ] || { log "$c: no $file in the module ($module_dir)"; exit 1; }

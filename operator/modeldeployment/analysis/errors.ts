@@ -3,10 +3,12 @@
 // outbound client words its own errors; anything else is a bug or a local failure, named by class.
 import { OutboundError } from '../../runtime/outbound.js';
 
+const selfWorded = new Set(['ResponseJudgeError', 'QueryError']);
+
 export function requestError(err: unknown, label: string): string {
   if (err instanceof OutboundError) return err.message;
-  // The response judge words its own errors too, and they carry no answer text.
-  if ((err as Error)?.name === 'ResponseJudgeError') return (err as Error).message;
+  // The response judge and the Prometheus client word their own errors too, and carry no answer text.
+  if (selfWorded.has((err as Error)?.name)) return (err as Error).message;
   const e = err as Error;
   return `${label}: ${e?.name ?? 'Error'}: ${(e?.message ?? String(err)).slice(0, 200)}`;
 }

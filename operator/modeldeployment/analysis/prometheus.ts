@@ -91,6 +91,6 @@ export async function measurePrometheus(check: Check, canary: QueryVars, stable:
     const stableValue = check.compareToStable && stable ? await instantQuery(endpoint, ns, renderQuery(p.query!, stable), timeoutMs, signal) : undefined;
     return judgeValue(value, check.pass, check.compareToStable, stableValue);
   } catch (err) {
-    return { phase: 'Error', message: err instanceof QueryError ? err.message : requestError(err, endpoint.label) };
+    return { phase: 'Error', message: requestError(err, endpoint.label) };
   }
 }

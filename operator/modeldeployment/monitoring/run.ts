@@ -42,7 +42,7 @@ export async function measureDrift(check: Check, vars: QueryVars, baseline: Drif
     const live = bucketsFromCumulative(series.filter((s) => s.labels.le !== undefined).map((s) => ({ le: s.labels.le!, value: s.value })));
     return judgeDrift(check, baseline, live, now.toISOString());
   } catch (err) {
-    return { measurement: { phase: 'Error', message: err instanceof Error && err.name === 'QueryError' ? err.message : requestError(err, endpoint.label) }, ...(baseline ? { baseline } : {}) };
+    return { measurement: { phase: 'Error', message: requestError(err, endpoint.label) }, ...(baseline ? { baseline } : {}) };
   }
 }
 
