@@ -3,6 +3,8 @@
 // `--name=true` or `--name=false`. A flag wins over its variable, which wins over the default.
 // docs/operations.md lists the same flags; a unit test keeps the two in step.
 import { parseArgs } from 'node:util';
+import { parseEndpointPicker } from './modeldeployment/desired/inferencepool.js';
+import { parseModelCacheVolume, quantityBytes } from './modeldeployment/model-cache.js';
 import type { OutboundLimits } from './runtime/outbound.js';
 import { parseAllowList, parseCidr, type Provider, type TenancyPolicy } from './tenancy/policy.js';
 
@@ -41,7 +43,13 @@ export const flagDefinitions: readonly FlagDefinition[] = [
   { name: 'max-concurrent-checks-per-namespace', env: 'MODELSHIP_MAX_CONCURRENT_CHECKS_PER_NAMESPACE', type: 'count', default: '4' },
   { name: 'gateway-parents', env: 'MODELSHIP_GATEWAY_PARENTS', type: 'string', default: '' },
   { name: 'gateway-hostnames', env: 'MODELSHIP_GATEWAY_HOSTNAMES', type: 'string', default: '' },
+  // The endpoint picker an InferencePool names when its spec names none: `{pool}-epp` is the Service
+  // the Inference Extension's chart gives a picker released under the pool's name.
+  { name: 'inference-pool-endpoint-picker', env: 'MODELSHIP_INFERENCE_POOL_ENDPOINT_PICKER', type: 'string', default: '{pool}-epp:9002' },
   { name: 'model-size-limit', env: 'MODELSHIP_MODEL_SIZE_LIMIT', type: 'string', default: '100Gi' },
+  // The model cache keyed by digest (modeldeployment/model-cache.ts): hostPath:/dir or pvc:<claim>.
+  { name: 'model-cache', env: 'MODELSHIP_MODEL_CACHE', type: 'string', default: '' },
+  { name: 'model-cache-max-size', env: 'MODELSHIP_MODEL_CACHE_MAX_SIZE', type: 'string', default: '100Gi' },
 ];
 
 export interface OperatorFlags {
@@ -73,6 +81,11 @@ export interface OperatorFlags {
   gatewayHostnames: string;
   /** The model emptyDir's sizeLimit when the spec sets none. */
   modelSizeLimit: string;
+  /** --model-cache as given (validated; empty: none) and its bound; modelCacheConfig() reads them. */
+  modelCache: string;
+  modelCacheMaxSize: string;
+  /** --inference-pool-endpoint-picker (validated; endpointPicker() parses it); empty: pools name no picker unless their spec does. */
+  inferencePoolEndpointPicker: string;
 }
 
 const list = (text: string) => text.split(',').map((e) => e.trim()).filter(Boolean);
@@ -164,7 +177,16 @@ export function parseOperatorFlags(argv: string[], env: NodeJS.ProcessEnv = proc
   const rawUrls = raw('outbound-raw-urls');
   const denyNodes = raw('outbound-deny-node-addresses');
   const sizeLimit = raw('model-size-limit');
+  try {
+    parseEndpointPicker(str('inference-pool-endpoint-picker'));
+  } catch (err) {
+    throw new FlagError(`${raw('inference-pool-endpoint-picker').source}: ${(err as Error).message.replace(/^--inference-pool-endpoint-picker /, '')}`);
+  }
   if (!/^[1-9][0-9]{0,6}(Mi|Gi|Ti)$/.test(sizeLimit.value)) throw new FlagError(`${sizeLimit.source}: "${sizeLimit.value}" is not a whole number of Mi, Gi or Ti, such as 100Gi`);
+  const modelCache = raw('model-cache');
+  const modelCacheMaxSize = raw('model-cache-max-size');
+  try { parseModelCacheVolume(modelCache.value); } catch (err) { throw new FlagError(`${modelCache.source}: ${(err as Error).message}`); }
+  if (quantityBytes(modelCacheMaxSize.value) === undefined) throw new FlagError(`${modelCacheMaxSize.source}: "${modelCacheMaxSize.value}" is not a whole number of Mi, Gi or Ti, such as 100Gi`);
   return {
     kubeconfig: values.kubeconfig || undefined,
     metricsPort: int('metrics-port', 0, 65_535),
@@ -188,6 +210,9 @@ export function parseOperatorFlags(argv: string[], env: NodeJS.ProcessEnv = proc
     maxConcurrentChecksPerNamespace: int('max-concurrent-checks-per-namespace', 1, 100_000),
     gatewayParents: str('gateway-parents'),
     gatewayHostnames: str('gateway-hostnames'),
+    inferencePoolEndpointPicker: str('inference-pool-endpoint-picker'),
     modelSizeLimit: sizeLimit.value,
+    modelCache: modelCache.value,
+    modelCacheMaxSize: modelCacheMaxSize.value,
   };
 }

@@ -2,6 +2,7 @@
 // modelship: the operator (default) and `modelship fetch` (the model fetcher init container).
 // Configuration comes from flags or MODELSHIP_* environment variables; the kubeconfig from
 // --kubeconfig, KUBECONFIG, or the in-cluster service account.
+import { parseEndpointPicker } from './modeldeployment/desired/inferencepool.js';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ModelDeployment } from './api/generated.js';
@@ -26,6 +27,7 @@ import { reconcile, type ReconcilerDeps } from './modeldeployment/reconcile.js';
 import { AnalysisRunner, clusterIpServiceUrl, inClusterServiceUrl, serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
 import { MonitoringRunner } from './modeldeployment/monitoring/run.js';
 import { podSummary } from './modeldeployment/status.js';
+import { modelCacheConfig, newFetchReport, withFetchReport } from './modeldeployment/model-cache.js';
 
 type NodeAddresses = KubeObject & { status?: { addresses?: { address: string }[] } };
 
@@ -53,6 +55,7 @@ async function runOperator(argv: string[]): Promise<void> {
     process.exit(2);
   }
   const tenancy = tenancyPolicy(flags, providers);
+  const modelCache = modelCacheConfig(flags.modelCache, flags.modelCacheMaxSize);
   const log = createLogger();
   const access = loadClusterAccess(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {});
   const identity = `${hostname()}_${process.pid}`;
@@ -136,6 +139,14 @@ async function runOperator(argv: string[]): Promise<void> {
     return !term.aborted;
   };
   const rolloutSlots = new RolloutSlots(flags.maxConcurrentRollouts);
+  // Only the leader counts fetches, so the replicas' counters do not add up to twice the fetches.
+  let leading = false;
+  const countFetchReport = (pod: KubeObject, old: KubeObject | undefined) => {
+    const report = leading ? newFetchReport(pod, old) : undefined;
+    if (!report) return;
+    metrics.modelCacheRequests.inc({ result: report.cache });
+    metrics.modelCacheBytes.inc({ result: report.cache }, report.bytes);
+  };
   const caches: ReconcilerDeps['caches'] = {
     modelDeployments: informer<ModelDeployment & KubeObject>(Resources.ModelDeployment, {
       onUpsert: (md, old) => {
@@ -159,21 +170,31 @@ async function runOperator(argv: string[]): Promise<void> {
     deployments: informer(Resources.Deployment, toOwner, managedSelector),
     services: informer(Resources.Service, toOwner, managedSelector),
     hpas: informer(Resources.HorizontalPodAutoscaler, toOwner, managedSelector),
-    pods: informer(Resources.Pod, toOwner, managedSelector, podSummary),
+    // Pods keep their fetcher's model cache report, counted once when it appears (model-cache.ts).
+    pods: informer(Resources.Pod, {
+      onUpsert: (pod, old) => { countFetchReport(pod, old); enqueueOwner(pod); },
+      onDelete: (pod) => enqueueOwner(pod),
+    }, managedSelector, (obj) => withFetchReport(podSummary(obj), obj)),
   };
-  // HTTPRoutes are watched only where the Gateway API is installed; a later install is picked up at resync.
-  const ensureHttpRouteCache = async () => {
-    if (caches.httpRoutes) return;
+  // HTTPRoutes, InferencePools and KEDA's ScaledObjects are watched only where their CRDs are installed; a later install is
+  // picked up at resync (and a ModelDeployment that needs them waits as InvalidSpec until then).
+  const ensureOptionalCache = async (key: 'httpRoutes' | 'inferencePools' | 'scaledObjects', type: ResourceType, what: string) => {
+    if (caches[key]) return;
     try {
-      const group = await client.request<{ resources?: { name: string }[] }>('GET', '/apis/gateway.networking.k8s.io/v1');
-      if (!group.resources?.some((r) => r.name === 'httproutes')) return;
+      const group = await client.request<{ resources?: { name: string }[] }>('GET', `/apis/${type.group}/${type.version}`);
+      if (!group.resources?.some((r) => r.name === type.plural)) return;
     } catch {
       return;
     }
-    const cache = informer(Resources.HTTPRoute, toOwner, managedSelector);
+    const cache = informer(type, toOwner, managedSelector);
     await cache.start();
-    caches.httpRoutes = cache;
-    log.info('Gateway API found: watching HTTPRoutes');
+    caches[key] = cache;
+    log.info(`${what} found: watching ${type.plural}`);
+  };
+  const ensureOptionalCaches = async () => {
+    await ensureOptionalCache('httpRoutes', Resources.HTTPRoute, 'Gateway API');
+    await ensureOptionalCache('inferencePools', Resources.InferencePool, 'Gateway API Inference Extension');
+    await ensureOptionalCache('scaledObjects', Resources.ScaledObject, 'KEDA');
   };
   let externalMetrics: boolean | undefined;
   const checkExternalMetrics = async () => {
@@ -189,6 +210,8 @@ async function runOperator(argv: string[]): Promise<void> {
   const deps: ReconcilerDeps = {
     client, events, log, metrics, fetcherImage: flags.fetcherImage, caches, expectations, rolloutSlots,
     tenancy, modelSizeLimit: flags.modelSizeLimit,
+    ...(modelCache ? { modelCache } : {}),
+    ...(flags.inferencePoolEndpointPicker ? { endpointPicker: parseEndpointPicker(flags.inferencePoolEndpointPicker)! } : {}),
     externalMetricsAvailable: () => externalMetrics,
     analysis: new AnalysisRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),
     monitoring: new MonitoringRunner(serviceUrl, (namespace, name) => controller.enqueue(namespace, name)),
@@ -249,6 +272,7 @@ async function runOperator(argv: string[]): Promise<void> {
   let terms = 0;
   const startLeading = (term?: AbortSignal) => {
     metrics.leader.set(1);
+    leading = true;
     const first = ++terms === 1;
     void (async () => {
       if (!first && term && !(await relistAll(term))) return;
@@ -262,13 +286,14 @@ async function runOperator(argv: string[]): Promise<void> {
       clearInterval(resync);
       resync = setInterval(() => {
         void checkExternalMetrics();
-        void ensureHttpRouteCache();
+        void ensureOptionalCaches();
         for (const md of caches.modelDeployments.list()) controller.enqueue(md.metadata?.namespace, md.metadata?.name);
       }, flags.resyncSeconds * 1000);
     })();
   };
   const stopLeading = () => {
     metrics.leader.set(0);
+    leading = false;
     clearInterval(resync);
     // The term's abort has already cut off the reconciles' requests and stopped the workers; this also
     // covers a term that ended while starting.
@@ -304,7 +329,7 @@ async function runOperator(argv: string[]): Promise<void> {
 
   await checkExternalMetrics();
   await startCaches();
-  await ensureHttpRouteCache();
+  await ensureOptionalCaches();
   if (elector) {
     await elector.run({ onStartedLeading: startLeading, onStoppedLeading: stopLeading });
   } else {

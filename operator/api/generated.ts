@@ -133,28 +133,62 @@ export interface Toleration {
   effect?: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
   tolerationSeconds?: number;
 }
+/**
+ * One scaler for the whole ModelDeployment, through its /scale subresource; the rollout splits the replicas between revisions, so a canary never fights the autoscaler. With KEDA's CRDs in the cluster (scaler Auto or KEDA) a KEDA ScaledObject, otherwise an autoscaling/v2 HPA.
+ */
 export interface AutoscalingSpec {
   minReplicas?: number;
   maxReplicas: number;
+  /**
+   * Auto: a KEDA ScaledObject when KEDA's CRDs are in the cluster and the spec names the Prometheus KEDA would query (autoscaling.prometheus, or no Prometheus metric at all), otherwise an HPA. KEDA: only a ScaledObject (InvalidSpec without KEDA). HPA: only an HPA.
+   */
+  scaler?: 'Auto' | 'KEDA' | 'HPA';
+  prometheus?: AutoscalingPrometheus;
+  /**
+   * How long every metric must stay below its activationValue before the model scales to zero (KEDA's cooldownPeriod). Default 300.
+   */
+  cooldownSeconds?: number;
   /**
    * @maxItems 8
    */
   metrics?: AutoscalingMetric[];
   /**
-   * An autoscaling/v2 HorizontalPodAutoscalerBehavior, passed through to the HPA.
+   * An autoscaling/v2 HorizontalPodAutoscalerBehavior, passed through to the HPA (KEDA's too).
    */
   behavior?: Record<string, unknown>;
 }
+/**
+ * The Prometheus KEDA queries for Prometheus and LLM metrics (the HPA path reads an adapter's external metrics instead).
+ */
+export interface AutoscalingPrometheus {
+  address?: string;
+  /**
+   * A provider the cluster admin registered, by name.
+   */
+  provider?: string;
+}
+/**
+ * CPU and Memory: targetAverageUtilization. Prometheus: query and targetAverageValue (per pod). RequestsWaiting: requests queued in the server, targetAverageValue per pod. KVCacheUsage: the servers' mean KV-cache use, targetAverageUtilization in percent. TimeToFirstToken: the p90 time to first token over the last minute, targetValue in seconds. The LLM signals become the right query for the runtime preset (vLLM, TGI).
+ */
 export interface AutoscalingMetric {
-  type: 'CPU' | 'Memory' | 'Prometheus';
+  type: 'CPU' | 'Memory' | 'Prometheus' | 'RequestsWaiting' | 'KVCacheUsage' | 'TimeToFirstToken';
   targetAverageUtilization?: number;
   query?: string;
   targetAverageValue?: number | string;
+  targetValue?: number | string;
+  /**
+   * KEDA's activationThreshold: the model is active (at least one replica) while the metric is above it, and may scale to zero once every metric has stayed at or below it for cooldownSeconds.
+   */
+  activationValue?: number | string;
 }
 export interface TrafficSpec {
-  router?: 'ReplicaRatio' | 'GatewayAPI';
+  /**
+   * How traffic is split between the stable and canary revisions. ReplicaRatio: one Service over both, so the canary's share follows its share of ready pods. GatewayAPI: an HTTPRoute with exact weights between the Services <name>-stable and <name>-canary. InferencePool: the same HTTPRoute, but its backends are the InferencePools <name>-stable and <name>-canary (inference.networking.k8s.io/v1), so an endpoint picker chooses the pod inside each revision by queue depth and KV-cache use.
+   */
+  router?: 'ReplicaRatio' | 'GatewayAPI' | 'InferencePool';
   port?: number;
   gatewayAPI?: GatewayAPITraffic;
+  inferencePool?: InferencePoolTraffic;
 }
 export interface GatewayAPITraffic {
   /**
@@ -178,6 +212,23 @@ export interface ParentRef {
 export interface HeaderMatch {
   name: string;
   value: string;
+}
+/**
+ * The InferencePools of the InferencePool router. Each serving revision's pool selects its pods; the HTTPRoute (from gatewayAPI) splits weight between the pools.
+ */
+export interface InferencePoolTraffic {
+  endpointPicker?: EndpointPickerRef;
+}
+/**
+ * The endpoint picker (EPP) Service each pool names. An endpoint picker serves one pool, so the name may hold {pool}, which stands for the pool's name (<name>-stable or <name>-canary): "{pool}-epp" names one picker per pool. Unset: the operator's --inference-pool-endpoint-picker.
+ */
+export interface EndpointPickerRef {
+  name: string;
+  port: number;
+  /**
+   * What the gateway does when the picker does not answer (FailClose refuses the request).
+   */
+  failureMode?: 'FailOpen' | 'FailClose';
 }
 export interface RolloutSpec {
   /**
@@ -410,7 +461,7 @@ export interface RolloutStatus {
    * While canary pods of the current step load, when the rollout gives up on them (the step's start plus the progress deadline, which the preset sizes for its servers' load times).
    */
   loadingDeadline?: string;
-  pauseReason?: '' | 'ManualGate' | 'Inconclusive' | 'CapacityBlocked' | 'Paused' | 'Timed';
+  pauseReason?: '' | 'ManualGate' | 'Inconclusive' | 'CapacityBlocked' | 'Paused' | 'Timed' | 'ScaledToZero';
   /**
    * The canary is an earlier promoted revision that monitoring brought back (onFailure Rollback).
    */

@@ -4,13 +4,18 @@
 // coreutils: `find . -type f | sort | xargs sha256sum`.
 // A symbolic link in the tree is listed as a link, "symlink:<sha256 of its target text>  <relative path>\n"
 // (`readlink -n <path> | sha256sum`), sorted with the files; a tree without links digests as before.
+// With --cache-dir (and a digest), the model cache (model-cache.ts) is looked in first: a hit is copied
+// into --dest and verified there; a miss is downloaded, verified, then stored. The cache's report
+// ({"cache","bytes","digest"}) becomes the container's termination message, which the operator counts.
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readlink, realpath, stat, rename } from 'node:fs/promises';
+import { mkdir, open, readdir, readlink, realpath, stat, rename } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { fetchReportLine, type CacheResult, type FetchReport } from './fetch-report.js';
+import { emptyDirectory, entryName, ModelCache, treeBytes } from './model-cache.js';
 import { listSource, type SourceFile } from './sources.js';
 
 export async function sha256File(path: string): Promise<string> {
@@ -119,14 +124,45 @@ export function describeError(err: unknown): string {
   return parts.join(': ') || String(err);
 }
 
-export async function runFetch(argv: string[]): Promise<number> {
+/**
+ * Leaves the cache's report where the operator reads it: the container's termination message (written
+ * only on success, so a failure's message stays the log's last line, FallbackToLogsOnError). The file is
+ * never created: outside a container there is none, and the log line is the record.
+ */
+async function leaveReport(report: FetchReport, terminationLog: string): Promise<void> {
+  process.stderr.write(`${JSON.stringify({ level: 'info', message: `model cache ${report.cache}: ${report.bytes} bytes ${report.cache === 'hit' ? 'from the cache' : 'downloaded'}`, ...report })}\n`);
+  try {
+    const handle = await open(terminationLog, 'r+');
+    try {
+      await handle.truncate(0);
+      await handle.write(fetchReportLine(report), 0);
+    } finally {
+      await handle.close();
+    }
+  } catch { /* no termination log here */ }
+}
+
+export interface FetchHooks {
+  /** Test hook: runs when a cache entry is complete, right before it is renamed into place. */
+  beforeCacheCommit?: (incoming: string) => void | Promise<void>;
+}
+
+export async function runFetch(argv: string[], hooks: FetchHooks = {}): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { uri: { type: 'string' }, dest: { type: 'string' }, digest: { type: 'string' }, 'verify-only': { type: 'boolean', default: false } },
+    options: {
+      uri: { type: 'string' }, dest: { type: 'string' }, digest: { type: 'string' }, 'verify-only': { type: 'boolean', default: false },
+      'cache-dir': { type: 'string' }, 'cache-max-bytes': { type: 'string' }, 'termination-log': { type: 'string', default: '/dev/termination-log' },
+    },
   });
   const say = (msg: string) => process.stderr.write(`${JSON.stringify({ level: 'info', message: msg })}\n`);
   const fail = (msg: string) => { process.stderr.write(`${JSON.stringify({ level: 'error', message: msg })}\n`); return 1; };
   if (!values.dest) return fail('--dest is required');
+  const maxBytesText = values['cache-max-bytes'];
+  if (maxBytesText !== undefined && !/^[1-9][0-9]{0,17}$/.test(maxBytesText)) return fail(`--cache-max-bytes: "${maxBytesText}" is not a positive whole number of bytes`);
+  // The crash-consistency test of the cache: die as SIGKILL would with an entry complete but not yet in place.
+  const beforeCommit = hooks.beforeCacheCommit
+    ?? (process.env.MODELSHIP_FAULT_KILL_BEFORE_CACHE_COMMIT ? () => { process.kill(process.pid, 'SIGKILL'); } : undefined);
   // A URI pinned to a digest (oci://registry/repo@sha256:…) and a --digest must agree: otherwise one
   // would be pulled while the other is recorded.
   const pinned = values.uri ? uriDigest(values.uri) : undefined;
@@ -135,18 +171,68 @@ export async function runFetch(argv: string[]): Promise<number> {
   }
   try {
     let fetched = values.dest;
+    let oneFile: string | null = null;
+    // With a cache, what this fetch did with it (reported at the end); undefined: no cache in play.
+    let result: CacheResult | undefined;
+    let cache: ModelCache | undefined;
     if (!values['verify-only']) {
       if (!values.uri) return fail('--uri is required');
+      const cacheDir = values['cache-dir'];
+      // The digest is the key and the proof: a model without one is never cached nor served from the cache.
+      if (cacheDir && !(values.digest && entryName(values.digest))) say('the model has no sha256 digest: the model cache is not used');
+      if (cacheDir && values.digest && entryName(values.digest)) {
+        const candidate = new ModelCache({ dir: cacheDir, maxBytes: maxBytesText ? Number(maxBytesText) : Number.MAX_SAFE_INTEGER, log: say, ...(beforeCommit ? { beforeCommit } : {}) });
+        const unusable = await candidate.usable();
+        if (unusable) {
+          say(unusable);
+          result = 'unavailable';
+        } else {
+          cache = candidate;
+          const restored = await cache.restore(values.digest, values.dest, modelDigest);
+          if (restored.kind === 'hit') {
+            say(`digest verified: ${values.digest} (from the model cache ${cacheDir})`);
+            await leaveReport({ cache: 'hit', bytes: restored.bytes, digest: values.digest }, values['termination-log']);
+            return 0;
+          }
+          if (restored.kind === 'corrupt') {
+            say(`model cache entry for ${values.digest} is corrupt: ${restored.reason}; removed it, fetching from ${values.uri}`);
+            await cache.remove(values.digest, restored.ino).catch((err: unknown) => say(`model cache: could not remove the corrupt entry: ${describeError(err)}`));
+            await emptyDirectory(values.dest);
+            result = 'corrupt';
+          } else if (restored.kind === 'failed') {
+            say(`model cache: ${restored.reason}; fetching from ${values.uri}`);
+            await emptyDirectory(values.dest);
+            result = 'miss';
+          } else {
+            result = 'miss';
+          }
+        }
+      }
       const files = await listSource(values.uri, process.env);
       await downloadAll(files, values.dest);
       // One file is verified as a file; several as the directory they make up.
-      fetched = files.length === 1 ? join(values.dest, files[0]!.path) : values.dest;
+      oneFile = files.length === 1 ? files[0]!.path : null;
+      fetched = oneFile ? join(values.dest, oneFile) : values.dest;
       say(`fetched ${files.length} file(s) from ${values.uri} to ${values.dest}`);
     }
     if (values.digest) {
       const actual = await modelDigest(values['verify-only'] ? values.dest : fetched);
       if (actual !== values.digest) return fail(`digest mismatch for ${values.uri ?? values.dest}: expected ${values.digest}, got ${actual}`);
       say(`digest verified: ${actual}`);
+    }
+    if (result && values.digest) {
+      // Only a verified model enters the cache; a cache that fails to take it never fails the fetch.
+      if (cache) {
+        try {
+          const inserted = await cache.insert(values.digest, fetched, oneFile);
+          say(inserted === 'inserted' ? `model cache: stored ${values.digest}`
+            : inserted === 'present' ? `model cache: another fetcher stored ${values.digest} first`
+              : `model cache: ${values.digest} is larger than the whole cache (--cache-max-bytes), not stored`);
+        } catch (err) {
+          say(`model cache: could not store ${values.digest}: ${describeError(err)}`);
+        }
+      }
+      await leaveReport({ cache: result, bytes: await treeBytes(fetched), digest: values.digest }, values['termination-log']);
     }
     return 0;
   } catch (err) {

@@ -55,6 +55,7 @@ export function statusView(md: ModelDeployment, now: Date): string {
     `Phase:         ${s.phase ?? 'Unknown'}${s.observedGeneration !== md.metadata?.generation ? '  (the operator has not seen the latest spec yet)' : ''}`,
     `Ready:         ${ready?.status ?? 'Unknown'}${ready ? ` (${ready.reason}): ${ready.message}` : ''}`,
     `URL:           ${s.url ?? '-'}`,
+    ...(ready?.reason === 'ScaledToZero' ? [`Replicas:      scaled to zero${md.spec.autoscaling ? ` (autoscaled ${md.spec.autoscaling.minReplicas ?? 1}..${md.spec.autoscaling.maxReplicas}; a request wakes it through its activation metric)` : ''}`] : []),
     `Stable:        ${s.stableRevision ? `${s.stableRevision.hash}  model ${s.stableRevision.modelVersion}  ${s.stableRevision.image ?? ''}` : '-'}`,
   ];
   if (s.canaryRevision) {
@@ -65,6 +66,7 @@ export function statusView(md: ModelDeployment, now: Date): string {
     lines.push(`Weight:        ${s.canaryWeight ?? 0}% to canary${s.mirrorWeight ? `, ${s.mirrorWeight}% mirrored` : ''}`);
     lines.push(`Rolling out:   since ${age(r.startedAt, now)} ago, this step ${age(r.stepStartedAt, now)}`);
     if (r.pauseReason === 'ManualGate') lines.push(`               waiting for: kubectl modelship promote ${md.metadata?.name}`);
+    if (r.pauseReason === 'ScaledToZero') lines.push('               waiting for the model to be woken: at zero replicas no traffic reaches a canary to judge it by');
     if (r.loadingDeadline && r.stepStartedAt) {
       lines.push(`Loading:       ${age(r.stepStartedAt, now)} of at most ${age(r.stepStartedAt, new Date(r.loadingDeadline))}; rolled back if not ready by then, not judged until it is`);
     } else if (r.canaryReadyAt) {

@@ -11,6 +11,8 @@
 // the serving revision, and conclude with the conditions and one status. Whatever may be told to the
 // router and the Deployments passes through the traffic guard (rollout/guard.ts).
 import type { ModelDeployment } from '../api/generated.js';
+import { autoscalingProblems } from './desired/scaledobject.js';
+import { endpointPickerProblem } from './desired/inferencepool.js';
 import { serviceUrl } from './desired/service.js';
 import { tenancyProblems } from './tenancy.js';
 import { instanceLabel } from './labels.js';
@@ -52,9 +54,17 @@ export function plan(md: ModelDeployment, obs: Observations, ctx: PlanContext): 
 /** A spec that cannot be served: nothing is applied, and whatever serves keeps serving exactly as it was. */
 function invalidSpec(md: ModelDeployment, ctx: PlanContext): Plan | undefined {
   let resolution = resolveRuntime(md.spec, md.metadata!.name!);
-  if (resolution.ok && md.spec.traffic?.router === 'GatewayAPI' && ctx.gatewayApiAvailable === false) {
-    resolution = { ok: false, problems: ['traffic.router GatewayAPI needs the Gateway API CRDs (HTTPRoute, gateway.networking.k8s.io/v1) in the cluster; install them or use ReplicaRatio'] };
+  const router = md.spec.traffic?.router;
+  if (resolution.ok && (router === 'GatewayAPI' || router === 'InferencePool') && ctx.gatewayApiAvailable === false) {
+    resolution = { ok: false, problems: [`traffic.router ${router} needs the Gateway API CRDs (HTTPRoute, gateway.networking.k8s.io/v1) in the cluster; install them or use ReplicaRatio`] };
   }
+  if (resolution.ok && router === 'InferencePool' && ctx.inferencePoolAvailable === false) {
+    resolution = { ok: false, problems: ['traffic.router InferencePool needs the Gateway API Inference Extension CRDs (InferencePool, inference.networking.k8s.io/v1) in the cluster; install them or use GatewayAPI'] };
+  }
+  const picker = router === 'InferencePool' ? endpointPickerProblem(md, ctx.endpointPicker) : undefined;
+  if (picker) resolution = { ok: false, problems: [...(resolution.ok ? [] : resolution.problems), picker] };
+  const scaling = resolution.ok ? autoscalingProblems(md, resolution.runtime.preset, ctx.kedaAvailable) : [];
+  if (scaling.length) resolution = { ok: false, problems: scaling };
   const tenancy = tenancyProblems(md.spec, md.metadata?.namespace ?? '', ctx.tenancy);
   if (tenancy.length) resolution = { ok: false, problems: [...(resolution.ok ? [] : resolution.problems), ...tenancy] };
   if (resolution.ok) return undefined;

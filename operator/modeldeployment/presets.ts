@@ -164,6 +164,34 @@ export const presets: Record<PresetName, Preset> = {
   },
 };
 
+/**
+ * Loading budgets by model size, when the spec gives one (model.sizeLimit bounds what is downloaded,
+ * so it is the size to plan for). A server reads weights from local disk into memory or GPUs at
+ * 100 MiB/s or better, and the fetcher downloads at 50 MiB/s or better from a store in the same
+ * region: 10 and 20 seconds per GiB. A preset's own startup timeout is the floor, as servers spend
+ * fixed time too (CUDA graphs, compilation). The startup probe counts load time only (it starts
+ * after the fetcher has finished); the progress deadline covers the download as well.
+ */
+export const loadSecondsPerGiB = 10;
+export const downloadSecondsPerGiB = 20;
+
+/** GiB of a size in whole Mi, Gi or Ti (model.sizeLimit's form), rounded up. */
+export function sizeInGiB(size: string | undefined): number | undefined {
+  const m = size ? /^([1-9][0-9]*)(Mi|Gi|Ti)$/.exec(size) : null;
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return m[2] === 'Mi' ? Math.ceil(n / 1024) : m[2] === 'Gi' ? n : n * 1024;
+}
+
+export function startupBudgetSeconds(preset: Preset, size: string | undefined): number {
+  const gib = sizeInGiB(size);
+  return gib === undefined ? preset.startupTimeoutSeconds : Math.max(preset.startupTimeoutSeconds, 120 + loadSecondsPerGiB * gib);
+}
+
+export function downloadBudgetSeconds(size: string | undefined): number {
+  return downloadSecondsPerGiB * (sizeInGiB(size) ?? 0);
+}
+
 export const defaultPresetForFormat: Record<ModelFormat, PresetName> = {
   sklearn: 'mlserver',
   xgboost: 'mlserver',

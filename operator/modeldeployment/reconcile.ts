@@ -2,9 +2,10 @@
 // apply (server-side apply, only what differs) → delete → one status write, only when it changed.
 import type { TenancyPolicy } from '../tenancy/policy.js';
 import { createHash } from 'node:crypto';
-import type { ModelDeployment } from '../api/generated.js';
+import type { EndpointPickerRef, ModelDeployment } from '../api/generated.js';
 import { canonicalJson, revisionHash } from '../api/revision.js';
 import type { EventRecorder } from '../runtime/events.js';
+import type { ModelCache } from './model-cache.js';
 import type { ObjectCache } from '../runtime/informer.js';
 import { ApiError, isConflict, isInvalid, isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.js';
 import type { Logger } from '../runtime/logger.js';
@@ -32,6 +33,10 @@ export interface ReconcilerDeps {
   tenancy?: TenancyPolicy;
   /** --model-size-limit. */
   modelSizeLimit?: string;
+  /** --model-cache and --model-cache-max-size; undefined: no cache. */
+  modelCache?: ModelCache;
+  /** --inference-pool-endpoint-picker. */
+  endpointPicker?: EndpointPickerRef;
   /** Refreshed by the manager; undefined until first known. */
   externalMetricsAvailable?: () => boolean | undefined;
   caches: {
@@ -42,6 +47,10 @@ export interface ReconcilerDeps {
     pods: ObjectCache<KubeObject>;
     /** Present only when the cluster serves the Gateway API. */
     httpRoutes?: ObjectCache<KubeObject>;
+    /** Present only when the cluster serves InferencePools (the Gateway API Inference Extension). */
+    inferencePools?: ObjectCache<KubeObject>;
+    /** Present only when the cluster serves KEDA's ScaledObjects. */
+    scaledObjects?: ObjectCache<KubeObject>;
   };
   metrics?: OperatorMetrics;
   /** Rollout analysis, measured in the background. */
@@ -60,13 +69,16 @@ export interface ReconcileResult {
   writes: number;
 }
 
-const applyOrder = ['Service', 'HTTPRoute', 'HorizontalPodAutoscaler', 'Deployment'];
+// A pool exists before the route names it, as a Service does.
+const applyOrder = ['Service', 'InferencePool', 'HTTPRoute', 'HorizontalPodAutoscaler', 'ScaledObject', 'Deployment'];
 
 const typeOf: Record<string, ResourceType> = {
   Deployment: Resources.Deployment,
   Service: Resources.Service,
   HorizontalPodAutoscaler: Resources.HorizontalPodAutoscaler,
   HTTPRoute: Resources.HTTPRoute,
+  InferencePool: Resources.InferencePool,
+  ScaledObject: Resources.ScaledObject,
 };
 
 /** Hash of what we apply: equal hashes on the live object mean our last apply is still what we want. */
@@ -109,23 +121,30 @@ export async function reconcile(deps: ReconcilerDeps, namespace: string, name: s
     && (revisionHash(md.spec) !== md.status.stableRevision.hash || operations.some((o) => o.kind === 'upgrade-runtime'));
   const rolloutSlot = deps.rolloutSlots && mayStart ? deps.rolloutSlots.tryAcquire(key) : undefined;
   const liveService = caches.services.get(namespace, name);
+  const liveHpa = caches.hpas.get(namespace, name);
+  const liveScaledObject = caches.scaledObjects?.get(namespace, name);
   let decision: Plan = plan(md, {
     deployments, pods,
     ...(liveRoute && ownedBy(md, liveRoute) ? { route: liveRoute } : {}),
     ...(liveService && ownedBy(md, liveService) ? { service: liveService } : {}),
+    ...(liveHpa && ownedBy(md, liveHpa) ? { hpa: liveHpa } : {}),
+    ...(liveScaledObject && ownedBy(md, liveScaledObject) ? { scaledObject: liveScaledObject } : {}),
   }, {
     fetcherImage: deps.fetcherImage, now,
     ...(deps.tenancy ? { tenancy: deps.tenancy } : {}),
-    ...(deps.modelSizeLimit ? { modelSizeLimit: deps.modelSizeLimit } : {}), ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
+    ...(deps.modelSizeLimit ? { modelSizeLimit: deps.modelSizeLimit } : {}), ...(deps.modelCache ? { modelCache: deps.modelCache } : {}), ...(externalMetricsAvailable === undefined ? {} : { externalMetricsAvailable }),
     ...(analysis ? { analysis } : {}),
     ...(monitoring ? { monitoring } : {}),
     operations,
     gatewayApiAvailable: caches.httpRoutes !== undefined,
+    inferencePoolAvailable: caches.inferencePools !== undefined,
+    kedaAvailable: caches.scaledObjects !== undefined,
+    ...(deps.endpointPicker ? { endpointPicker: deps.endpointPicker } : {}),
     ...(rolloutSlot !== undefined ? { rolloutSlot } : {}),
   });
   if (rolloutSlot && !holdsRolloutSlot(decision.status)) deps.rolloutSlots?.release(key);
   let writes = 0;
-  const cacheOf = (kind: string) => ({ Deployment: caches.deployments, Service: caches.services, HorizontalPodAutoscaler: caches.hpas, HTTPRoute: caches.httpRoutes }[kind]);
+  const cacheOf = (kind: string) => ({ Deployment: caches.deployments, Service: caches.services, HorizontalPodAutoscaler: caches.hpas, HTTPRoute: caches.httpRoutes, InferencePool: caches.inferencePools, ScaledObject: caches.scaledObjects }[kind]);
 
   // An object with a child's name that this ModelDeployment does not own is someone else's: it is
   // never taken over (server-side apply with force would, and garbage collection would later delete

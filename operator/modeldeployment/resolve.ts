@@ -2,7 +2,7 @@
 // served. Pure: the CRD already rejected what it can check statically; this catches what only the
 // operator knows (which presets exist, what they can load, what a URI really means).
 import type { ModelDeploymentSpec } from '../api/generated.js';
-import { defaultPresetForFormat, presets, type PresetName, type Protocol } from './presets.js';
+import { defaultPresetForFormat, downloadBudgetSeconds, presets, startupBudgetSeconds, type PresetName, type Protocol } from './presets.js';
 
 export interface ResolvedRuntime {
   preset: PresetName;
@@ -15,6 +15,8 @@ export interface ResolvedRuntime {
   metricsPath: string;
   metricsPort: number;
   startupTimeoutSeconds: number;
+  /** Seconds the download may take, by model size when known (presets.ts); 0 when unknown. */
+  downloadBudgetSeconds: number;
   readOnlyRootFilesystem: boolean;
   sharedMemory: boolean;
   gpus: number;
@@ -148,7 +150,9 @@ export function resolveRuntime(spec: ModelDeploymentSpec, modelName: string): Re
       readinessPath: runtime.readinessPath ?? preset.readinessPath,
       metricsPath: runtime.metricsPath ?? preset.metricsPath,
       metricsPort,
-      startupTimeoutSeconds: runtime.startupTimeoutSeconds ?? preset.startupTimeoutSeconds,
+      startupTimeoutSeconds: runtime.startupTimeoutSeconds ?? startupBudgetSeconds(preset, spec.model.sizeLimit),
+      // A model mounted from a claim is not downloaded.
+      downloadBudgetSeconds: spec.model.uri.startsWith('pvc://') ? 0 : downloadBudgetSeconds(spec.model.sizeLimit),
       readOnlyRootFilesystem: preset.readOnlyRootFilesystem,
       sharedMemory: preset.sharedMemory,
       gpus,

@@ -44,7 +44,11 @@ export function tenancyProblems(spec: ModelDeploymentSpec, namespace: string, po
   const hook = spec.monitoring?.webhook;
   const hookProblem = hook && endpointProblem(policy, namespace, 'monitoring.webhook', 'webhook', hook);
   if (hookProblem) problems.push(hookProblem);
+  // KEDA, not the operator, calls this Prometheus; the same policy keeps a tenant from aiming it anywhere.
+  const scalingProm = spec.autoscaling?.prometheus;
+  const scalingProblem = scalingProm && endpointProblem(policy, namespace, 'autoscaling.prometheus', 'prometheus', scalingProm);
+  if (scalingProblem) problems.push(scalingProblem);
   const gw = spec.traffic?.gatewayAPI;
-  if (spec.traffic?.router === 'GatewayAPI' && gw) problems.push(...gatewayProblems(policy, namespace, gw.parentRefs ?? [], gw.hostnames ?? []));
+  if ((spec.traffic?.router === 'GatewayAPI' || spec.traffic?.router === 'InferencePool') && gw) problems.push(...gatewayProblems(policy, namespace, gw.parentRefs ?? [], gw.hostnames ?? []));
   return problems;
 }

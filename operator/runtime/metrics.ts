@@ -36,6 +36,10 @@ export class OperatorMetrics {
     name: 'modelship_outbound_in_flight', help: 'Outbound calls in flight (each holds a slot under --max-concurrent-checks).', registers: [this.registry],
     collect: (): void => this.outboundInFlight.set(this.inFlightSource()),
   });
+  // Counted from the fetchers' termination messages as the leader sees their pods' init containers finish:
+  // a fetcher lives seconds, too short to be scraped.
+  readonly modelCacheRequests = new Counter({ name: 'modelship_model_cache_requests_total', help: 'Model fetches that used the model cache, by result (hit, miss, corrupt, unavailable).', labelNames: ['result'], registers: [this.registry] });
+  readonly modelCacheBytes = new Counter({ name: 'modelship_model_cache_bytes_total', help: 'Bytes those fetches put in place, by result: a hit\'s came from the cache, the others\' were downloaded.', labelNames: ['result'], registers: [this.registry] });
   readonly invalidSpecs = new Counter({ name: 'modelship_invalid_spec_total', help: 'Reconciles that found a spec the operator cannot serve.', labelNames: ['namespace', 'name'], registers: [this.registry] });
 
   /** Check names with series, per object and kind: prom-client removes a series only by its full label set. */

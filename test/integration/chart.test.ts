@@ -19,6 +19,7 @@ import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 import { modelDeployment, withReplicas, withSpec } from '../support/builders.js';
 import { parseOperatorFlags } from '../../operator/flags.js';
+import { modelCacheConfig } from '../../operator/modeldeployment/model-cache.js';
 import type { ApiError, ResourceType } from '../../operator/runtime/kube.js';
 import { adminClient, installCrd } from '../support/crd.js';
 import { OperatorProcess } from '../support/operator-process.js';
@@ -134,6 +135,17 @@ test('edited values: watchNamespaces gives a Role per namespace and no ClusterRo
   t.is((objects.find((o) => o.kind === 'Deployment') as any).spec.replicas, 3);
   t.deepEqual((objects.find((o) => o.kind === 'ValidatingAdmissionPolicyBinding') as any).spec.matchResources.namespaceSelector,
     { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: ['team-a', 'team-b'] }] }, 'the admission policy polices only the watched namespaces');
+});
+
+test('modelCache: off by default; a hostPath or a PVC reaches the operator as --model-cache, which it accepts; bad values are refused', async (t) => {
+  t.false('MODELSHIP_MODEL_CACHE' in envOf(await render()), 'no cache unless enabled');
+  const host = parseOperatorFlags([], envOf(await render('modelCache.enabled=true')));
+  t.deepEqual(modelCacheConfig(host.modelCache, host.modelCacheMaxSize), { volume: { hostPath: '/var/lib/modelship/model-cache' }, maxBytes: 100 * 1024 ** 3 });
+  const pvc = parseOperatorFlags([], envOf(await render('modelCache.enabled=true', 'modelCache.persistentVolumeClaim=model-cache', 'modelCache.maxSize=20Gi')));
+  t.deepEqual(modelCacheConfig(pvc.modelCache, pvc.modelCacheMaxSize), { volume: { claim: 'model-cache' }, maxBytes: 20 * 1024 ** 3 });
+  for (const bad of ['modelCache.hostPath=relative/dir', 'modelCache.maxSize=20GB', 'modelCache.persistentVolumeClaim=Not_A_Claim', 'modelCache.size=1Gi']) {
+    t.not((await helm('template', 'ms', chart, '--kube-version', '1.36.0', '--set', 'modelCache.enabled=true', '--set', bad)).code, 0, bad);
+  }
 });
 
 test('optional monitoring: a ServiceMonitor, alert rules that promtool accepts, and a NetworkPolicy', async (t) => {
@@ -460,6 +472,8 @@ test('the admission policy refuses URLs outside the outbound policy, unknown pro
     ['a name outside the patterns', teamA, webhook('https://collector.evil.example.org/hook'), /outbound policy: https:\/\/collector\.evil\.example\.org\/hook is not allowed/],
     ['a Service address in deny', teamA, { monitoring: { checks: [{ name: 'p', prometheus: { address: 'http://10.96.0.10:9090', query: 'up' }, pass: { max: 1 } }] } }, /http:\/\/10\.96\.0\.10:9090 is not allowed/],
     ['a name that only looks allowed', teamA, { monitoring: { webhook: { url: 'http://x.svc@evil.example.org/' } } }, /a URL carries credentials/],
+    ['the Prometheus KEDA would query', teamA, { autoscaling: { maxReplicas: 2, scaler: 'HPA', prometheus: { address: 'http://prometheus.example.net' }, metrics: [{ type: 'Prometheus', query: 'q', targetAverageValue: 1 }] } }, /http:\/\/prometheus\.example\.net is not allowed/],
+    ['an InferencePool route to a Gateway in another namespace', teamA, { traffic: { router: 'InferencePool', gatewayAPI: { parentRefs: [{ name: 'gw', namespace: 'other' }] } } }, /Gateway parent refused: other\/gw/],
     ['a drift check\'s Prometheus', teamA, { monitoring: { checks: [{ name: 'drift', drift: { histogram: 'h', maxPSI: 0.2, prometheus: { address: 'http://prometheus.example.net' } } }] } }, /http:\/\/prometheus\.example\.net is not allowed/],
     ['an unknown provider', teamA, { rollout: { analysis: { checks: [{ name: 'e', prometheus: { provider: 'nope', query: 'up' }, pass: { max: 1 } }] } } },
       /unknown provider: prometheus provider nope is not registered for namespace vap-a-\w+ \(providers this namespace may use: prom \(prometheus\), alerts \(webhook\)\)/],

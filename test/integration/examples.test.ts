@@ -8,7 +8,7 @@ import type { ModelDeployment } from '../../operator/api/generated.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, waitFor } from '../cluster/cluster.js';
-import { adminClient, installArgoCdCrds, installCrd, installGatewayApi } from '../support/crd.js';
+import { adminClient, installArgoCdCrds, installCrd, installGatewayApi, installInferencePoolCrd, installKedaCrd } from '../support/crd.js';
 import { OperatorProcess } from '../support/operator-process.js';
 
 const client = adminClient();
@@ -23,6 +23,8 @@ test.before(async () => {
   await installCrd();
   await installGatewayApi();
   await installArgoCdCrds();
+  await installInferencePoolCrd();
+  await installKedaCrd();
   await operator.start();
 });
 
@@ -31,8 +33,8 @@ test.after.always(async () => {
   await namespaces.deleteAll();
 });
 
-test('there are examples for the quickstart, an LLM on a GPU, Triton, an analysed canary, Gateway API routing, drift monitoring and Argo CD', (t) => {
-  t.deepEqual(examples.sort(), ['canary-analysis.yaml', 'drift-monitoring.yaml', 'gateway-canary.yaml', 'llm-vllm-gpu.yaml', 'quickstart.yaml', 'triton-onnx.yaml']);
+test('there are examples for the quickstart, an LLM on a GPU, an InferencePool canary, a vLLM scaled to zero, Triton, an analysed canary, Gateway API routing, drift monitoring, a cached model and Argo CD', (t) => {
+  t.deepEqual(examples.sort(), ['cached-model.yaml', 'canary-analysis.yaml', 'drift-monitoring.yaml', 'gateway-canary.yaml', 'llm-inferencepool-canary.yaml', 'llm-vllm-gpu.yaml', 'llm-vllm-scale-to-zero.yaml', 'quickstart.yaml', 'triton-onnx.yaml']);
   t.deepEqual(argoCdExamples, ['argocd-application.yaml']);
 });
 

@@ -22,7 +22,7 @@ import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 import { requestsBy, type AuditEvent } from '../support/audit.js';
 import { modelDeployment, withReplicas, withSpec } from '../support/builders.js';
-import { adminClient, installCrd, installGatewayApi } from '../support/crd.js';
+import { adminClient, installCrd, installGatewayApi, installInferencePoolCrd, installKedaCrd } from '../support/crd.js';
 import { OperatorProcess } from '../support/operator-process.js';
 
 // Fixed: the audit policy logs the reads of this namespace's ServiceAccounts, and of no one else's.
@@ -181,6 +181,8 @@ const cleanups: (() => Promise<unknown>)[] = [];
 test.before(async () => {
   await installCrd();
   await installGatewayApi();
+  await installInferencePoolCrd();
+  await installKedaCrd();
   await freshNamespace(rbacNamespace);
   proxy = await new WatchHoldingProxy().start();
 });
@@ -221,26 +223,28 @@ test('the chart\'s RBAC is exactly what the operator uses: nothing it asks for i
     .filter((e) => e.responseStatus?.code === 403 && (e.annotations?.['authorization.k8s.io/decision'] === 'forbid' || / cannot [a-z]+ resource /.test(e.responseStatus.message ?? '')))
     .map((e) => `${e.verb} ${e.requestURI}: ${e.responseStatus?.message}`))];
   try {
-    // Served under the GatewayAPI router with an HPA: every child is looked up (get), then applied (create).
+    // Served under the InferencePool router (an HTTPRoute and InferencePools) with an HPA: every child
+    // is looked up (get), then applied (create).
     await client.create(Resources.ModelDeployment, modelDeployment('m', work, withReplicas(2), withSpec({
-      autoscaling: { minReplicas: 2, maxReplicas: 3, metrics: [{ type: 'CPU', targetAverageUtilization: 70 }] },
-      traffic: { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'gw' }] } },
+      autoscaling: { minReplicas: 2, maxReplicas: 3, scaler: 'HPA', metrics: [{ type: 'CPU', targetAverageUtilization: 70 }] },
+      traffic: { router: 'InferencePool', gatewayAPI: { parentRefs: [{ name: 'gw' }] } },
       rollout: { steps: [{ setWeight: 50 }, { pause: {} }], scaleDownDelaySeconds: 0 },
     })));
     const v1 = (await waitMd('v1 serving', work, (m) => cond(m, 'Ready')?.status === 'True' && !!m.status?.stableRevision)).status!.stableRevision!.hash;
-    t.true(await exists(Resources.HorizontalPodAutoscaler, work, 'm') && await exists(Resources.HTTPRoute, work, 'm'), 'the HPA and the HTTPRoute exist');
+    t.true(await exists(Resources.HorizontalPodAutoscaler, work, 'm') && await exists(Resources.HTTPRoute, work, 'm') && await exists(Resources.InferencePool, work, 'm-stable'), 'the HPA, the HTTPRoute and the stable InferencePool exist');
 
     // A canary promoted at its gate: the promote is bound and removed (patch); the retired revision's
     // Deployment and the canary Service are deleted.
     const version = (n: number) => client.mergePatch(Resources.ModelDeployment, work, 'm', { spec: { model: { version: String(n), uri: `https://models.example.com/iris/v${n}/model.joblib` } } });
     await version(2);
     const v2 = (await waitMd('v2 at its gate', work, (m) => m.status?.rollout?.pauseReason === 'ManualGate')).status!.canaryRevision!.hash;
-    t.true(await exists(Resources.Service, work, 'm-canary'));
+    t.true(await exists(Resources.Service, work, 'm-canary') && await exists(Resources.InferencePool, work, 'm-canary'));
     await annotate(work, 'modelship.io/promote', v2);
     await waitMd('v2 promoted', work, (m) => m.status?.stableRevision?.hash === v2 && !m.status?.canaryRevision && !m.metadata?.annotations?.['modelship.io/promote']);
-    await waitFor('v1 and the canary Service deleted', async () => {
+    await waitFor('v1, the canary Service and the canary pool deleted', async () => {
       const deployments = await client.list<KubeObject>(Resources.Deployment, { namespace: work });
-      return !deployments.items.some((d) => d.metadata?.labels?.['modelship.io/revision'] === v1) && !await exists(Resources.Service, work, 'm-canary');
+      return !deployments.items.some((d) => d.metadata?.labels?.['modelship.io/revision'] === v1) && !await exists(Resources.Service, work, 'm-canary')
+        && !await exists(Resources.InferencePool, work, 'm-canary');
     });
 
     // A canary aborted at its gate.
@@ -298,10 +302,15 @@ test('the chart\'s RBAC is exactly what the operator uses: nothing it asks for i
     t.true(refused instanceof ApiError && refused.code === 403, `refused without update on modeldeployments/finalizers: ${String(refused)}`);
     t.regex((refused as Error).message, /blockOwnerDeletion/);
 
-    // Children the spec no longer wants: the HPA, and the HTTPRoute once the router is ReplicaRatio.
+    // KEDA as the scaler: the HPA goes first, then the ScaledObject is made.
+    await client.mergePatch(Resources.ModelDeployment, work, 'm', { spec: { autoscaling: { scaler: 'KEDA' } } });
+    await waitFor('the HPA replaced by a ScaledObject', async () => !await exists(Resources.HorizontalPodAutoscaler, work, 'm') && await exists(Resources.ScaledObject, work, 'm'));
+
+    // Children the spec no longer wants: the ScaledObject, and the HTTPRoute and pools once the router is ReplicaRatio.
     const changed = await client.mergePatch<Md>(Resources.ModelDeployment, work, 'm', { spec: { autoscaling: null, traffic: { router: 'ReplicaRatio', gatewayAPI: null } } });
     await waitMd('the change observed', work, (m) => (m.status?.observedGeneration ?? 0) >= changed.metadata!.generation!);
-    await waitFor('the HPA and the HTTPRoute deleted', async () => !await exists(Resources.HorizontalPodAutoscaler, work, 'm') && !await exists(Resources.HTTPRoute, work, 'm'));
+    await waitFor('the ScaledObject, the HTTPRoute and the pool deleted', async () => !await exists(Resources.ScaledObject, work, 'm') && !await exists(Resources.HTTPRoute, work, 'm')
+      && !await exists(Resources.InferencePool, work, 'm-stable'));
 
     await client.delete(Resources.ModelDeployment, work, 'm');
     await waitFor('the ModelDeployment gone', async () => get(work).then(() => false, (err: unknown) => isNotFound(err)));

@@ -1,6 +1,7 @@
 // Traffic never runs ahead of capacity, checked on the real control plane by a sampler
-// (test/support/traffic-sampler.ts) that watches Deployments, Services and the HTTPRoute through
-// every operation a rollout can go through, for both routers and both capacity policies.
+// (test/support/traffic-sampler.ts) that watches Deployments, Services, the HTTPRoute and the
+// InferencePools through every operation a rollout can go through, for every router and both
+// capacity policies.
 //
 // Model pods load slowly here, as real models do: every revision starts its pods not ready
 // (KWOK_FAULT=never-ready) and the test makes each one ready KWOK_READY_AFTER_MS after it appears
@@ -14,7 +15,7 @@ import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, waitFor } from '../cluster/cluster.js';
 import { modelDeployment, withEnv, withReplicas, withSpec, withVersion, type Option } from '../support/builders.js';
-import { adminClient, installCrd, installGatewayApi } from '../support/crd.js';
+import { adminClient, installCrd, installGatewayApi, installInferencePoolCrd } from '../support/crd.js';
 import { OperatorProcess } from '../support/operator-process.js';
 import { TrafficSampler, unreadyByHandAnnotation } from '../support/traffic-sampler.js';
 
@@ -25,6 +26,7 @@ let operator: OperatorProcess;
 test.before(async () => {
   await installCrd();
   await installGatewayApi();
+  await installInferencePoolCrd();
   operator = new OperatorProcess({ name: 'rollout-guard' });
   await operator.start();
 });
@@ -36,7 +38,7 @@ test.after.always(async () => {
 
 type Md = ModelDeployment & KubeObject;
 type Obj = KubeObject & { spec?: any; status?: any };
-type Router = 'ReplicaRatio' | 'GatewayAPI';
+type Router = 'ReplicaRatio' | 'GatewayAPI' | 'InferencePool';
 type Capacity = 'Surge' | 'Shift';
 
 const replicas = 4;
@@ -84,7 +86,7 @@ const annotate = (ns: string, key: string, value: string) => client.mergePatch(R
 
 /** Model pods load for `loadMs`, or (crash-loop) never start. */
 function spec(ns: string, router: Router, capacity: Capacity, version: number, pods: 'slow' | 'crash-loop' = 'slow'): ModelDeployment {
-  const traffic = router === 'GatewayAPI' ? { router, gatewayAPI: { parentRefs: [{ name: 'gw' }] } } : { router };
+  const traffic = router === 'ReplicaRatio' ? { router } : { router, gatewayAPI: { parentRefs: [{ name: 'gw' }] } };
   const faults: Option[] = pods === 'slow'
     ? [withEnv('KWOK_FAULT', 'never-ready'), withEnv('KWOK_READY_AFTER_MS', String(loadMs))]
     : [withEnv('KWOK_FAULT', 'crash-loop')];
@@ -175,10 +177,12 @@ async function guarded(t: ExecutionContext, router: Router, capacity: Capacity, 
   t.true(sampler.samples.length > 100, `sampled ${sampler.samples.length} times`);
 }
 
-const combos: [Router, Capacity][] = [['ReplicaRatio', 'Surge'], ['ReplicaRatio', 'Shift'], ['GatewayAPI', 'Surge'], ['GatewayAPI', 'Shift']];
+// InferencePool shares GatewayAPI's exact weights (one HTTPRoute) with pools as backends; Shift is the
+// policy that needs the guard most.
+const combos: [Router, Capacity][] = [['ReplicaRatio', 'Surge'], ['ReplicaRatio', 'Shift'], ['GatewayAPI', 'Surge'], ['GatewayAPI', 'Shift'], ['InferencePool', 'Shift']];
 
 for (const [router, capacity] of combos) {
-  const prefix = `guard-${router === 'GatewayAPI' ? 'gw' : 'rr'}-${capacity.toLowerCase()}`;
+  const prefix = `guard-${({ GatewayAPI: 'gw', ReplicaRatio: 'rr', InferencePool: 'ip' } as const)[router]}-${capacity.toLowerCase()}`;
 
   test(`${router} + ${capacity}: promote, a stable pod lost by hand, promote --full, abort`, async (t) => {
     await guarded(t, router, capacity, `${prefix}-p`, async (ns, v1, sampler) => {

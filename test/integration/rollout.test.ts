@@ -9,10 +9,11 @@ import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { TestNamespaces, waitFor } from '../cluster/cluster.js';
 import { modelDeployment, withReplicas, withSpec, type Option } from '../support/builders.js';
-import { adminClient, installCrd, installGatewayApi } from '../support/crd.js';
+import { adminClient, installCrd, installGatewayApi, installInferencePoolCrd } from '../support/crd.js';
 import { ModelServerStub } from '../support/model-server.js';
 import { OperatorProcess } from '../support/operator-process.js';
 import { TestPrometheus } from '../support/prometheus.js';
+import { TrafficSampler } from '../support/traffic-sampler.js';
 
 const client = adminClient();
 const namespaces = new TestNamespaces();
@@ -24,6 +25,7 @@ const feeders: NodeJS.Timeout[] = [];
 test.before(async () => {
   await installCrd();
   await installGatewayApi();
+  await installInferencePoolCrd();
   await prometheus.start();
   await models.start();
   // The shared Gateway the GatewayAPI tests attach to lives in another namespace: the admin opens it.
@@ -358,6 +360,59 @@ test('GatewayAPI: a shadow step mirrors, weights are exact on the HTTPRoute, tag
   t.is(r.spec.rules.length, 1, 'no canary, no header rule');
   t.deepEqual(r.spec.rules[0].backendRefs.map((b: any) => [b.name, b.weight]), [['m-stable', 100]]);
   t.is((await service(ns, 'm-stable')).spec.selector['modelship.io/revision'], v2);
+});
+
+test('InferencePool: a canary walks 0 → 25 → 50 → 100 % between two pools under analysis, and a bad one is rolled back automatically', async (t) => {
+  const good = await namespaces.create('pool-good');
+  const bad = await namespaces.create('pool-bad');
+  const traffic = { router: 'InferencePool' as const, gatewayAPI: { parentRefs: [{ name: 'inference-gw', namespace: 'gateways' }] } };
+  const rollout = (): RolloutSpec => ({ steps: [{ setWeight: 25 }, { pause: { duration: '5s' } }, { setWeight: 50 }, { pause: { duration: '5s' } }, { setWeight: 100 }], analysis: { interval: '5s', checks: [errorRateCheck()] } });
+  const opts = [withReplicas(4), withSpec({ traffic }), withRollout(rollout())];
+  const pool = (ns: string, name: string) => client.get<Obj>(Resources.InferencePool, ns, name).catch(() => undefined);
+  // The samplers read the pools' selectors and the route's weights: the canary's pool never gets a
+  // share its ready pods cannot carry, and its share never drops back on a step advance.
+  const samplers = [new TrafficSampler(client, good, 'm'), new TrafficSampler(client, bad, 'm')];
+  const [g, b] = await Promise.all([serveThenUpdate(good, 'm', opts), serveThenUpdate(bad, 'm', opts)]);
+  await Promise.all(samplers.map((s) => s.start()));
+  try {
+    const stablePool = await pool(good, 'm-stable');
+    t.deepEqual(stablePool?.spec.selector.matchLabels, { 'app.kubernetes.io/instance': 'm', 'app.kubernetes.io/managed-by': 'modelship', 'modelship.io/revision': g.v1 });
+    t.deepEqual(stablePool?.spec.targetPorts, [{ number: 8080 }], 'the pool targets the server port of its revision');
+    t.like(stablePool?.spec.endpointPickerRef, { kind: 'Service', name: 'm-stable-epp', port: { number: 9002 }, failureMode: 'FailClose' }, 'the operator default: one picker per pool, {pool}-epp');
+    feed(good, g.v2, 20, 0.01);
+    feed(bad, b.v2, 20, 0.3);
+    const quarter = await waitFor('good canary at 25 %', async () => {
+      const m = await get(good, 'm');
+      return m.status?.canaryWeight === 25 ? m : undefined;
+    }, 60_000, 250);
+    t.is(quarter.status?.canaryRevision?.hash, g.v2);
+    const route = await client.get<Obj>(Resources.HTTPRoute, good, 'm');
+    t.deepEqual(route.spec.rules.at(-1).backendRefs.map((r: any) => [r.group, r.kind, r.name, r.weight]),
+      [['inference.networking.k8s.io', 'InferencePool', 'm-stable', 75], ['inference.networking.k8s.io', 'InferencePool', 'm-canary', 25]]);
+    t.is((await pool(good, 'm-canary'))?.spec.selector.matchLabels['modelship.io/revision'], g.v2);
+    t.is((await pool(good, 'm-canary'))?.spec.endpointPickerRef.name, 'm-canary-epp');
+
+    const rejected = await waitRejected(bad, 'm');
+    t.regex(rejected.status?.rejectedRevision?.reason ?? '', /error-rate: 0\.3\d* > 0\.05/);
+    await waitFor('the rejected canary\'s pool removed and the route back on stable alone', async () => {
+      const r = await client.get<Obj>(Resources.HTTPRoute, bad, 'm');
+      return !await pool(bad, 'm-canary') && r.spec.rules.at(-1).backendRefs.length === 1 ? true : undefined;
+    }, 60_000, 250);
+    t.is((await pool(bad, 'm-stable'))?.spec.selector.matchLabels['modelship.io/revision'], b.v1, 'stable kept serving through its pool');
+
+    await waitPromoted(good, 'm', g.v2, 90_000);
+    await waitFor('the stable pool selects v2 and the canary pool is gone', async () => {
+      const r = await client.get<Obj>(Resources.HTTPRoute, good, 'm');
+      return (await pool(good, 'm-stable'))?.spec.selector.matchLabels['modelship.io/revision'] === g.v2 && !await pool(good, 'm-canary')
+        && r.spec.rules.at(-1).backendRefs.length === 1 ? true : undefined;
+    }, 60_000, 250);
+    const weights = new Set(samplers[0]!.samples.map((s) => s.shares?.[g.v2]).filter((w) => w !== undefined));
+    t.true([25, 50, 100].every((w) => weights.has(w)), `the canary's pool was seen at 25, 50 and 100 %: ${[...weights].join(', ')}`);
+  } finally {
+    for (const s of samplers) s.stop();
+  }
+  for (const s of samplers) for (const line of s.report().split('\n')) t.log(line);
+  t.deepEqual(samplers.flatMap((s) => s.violations.map((e) => `${s.namespace} (${e.invariant}) ${e.phase}: ${e.message}`)), [], 'traffic stayed within ready capacity');
 });
 
 test('GatewayAPI: the mirror filter copies traffic to the canary during a setMirror step', async (t) => {

@@ -33,7 +33,7 @@ export type Action =
 
 export interface Scenario {
   replicas: number;
-  router: 'ReplicaRatio' | 'GatewayAPI';
+  router: 'ReplicaRatio' | 'GatewayAPI' | 'InferencePool';
   capacity: 'Surge' | 'Shift';
   historyLimit: number;
   delays: number[];
@@ -49,6 +49,8 @@ export class World {
   crashing = new Set<string>();
   selector: Record<string, string> = {};
   canaryService: string | undefined;
+  /** InferencePool: the revision each pool selects, by pool name. */
+  pools = new Map<string, string>();
   route: KubeObject | undefined;
   annotations: Record<string, string> = {};
   /** Which user request each annotation holds now: a request must act at most once. */
@@ -65,7 +67,7 @@ export class World {
     this.md.spec.revisionHistoryLimit = s.historyLimit;
     this.md.spec.rollout = { steps, capacity: s.capacity, progressDeadlineSeconds: 30, scaleDownDelaySeconds: 5 };
     this.md.spec.monitoring = { interval: '1m', onFailure: 'Rollback', checks: [{ name: 'p99', prometheus: { address: 'http://prom.monitoring.svc:9090', query: 'q' }, pass: { max: 1 } }] };
-    if (s.router === 'GatewayAPI') this.md.spec.traffic = { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'gw' }], canaryHeader: { name: 'x-canary', value: 'always' } } };
+    if (s.router !== 'ReplicaRatio') this.md.spec.traffic = { router: s.router, gatewayAPI: { parentRefs: [{ name: 'gw' }], canaryHeader: { name: 'x-canary', value: 'always' } } };
     this.previous = this.md;
   }
 
@@ -133,6 +135,8 @@ export class World {
         this.selector = (o as { spec: { selector: Record<string, string> } }).spec.selector;
       } else if (o.kind === 'Service' && name === 'fraud-canary') {
         this.canaryService = (o as { spec: { selector: Record<string, string> } }).spec.selector[revisionLabel];
+      } else if (o.kind === 'InferencePool') {
+        this.pools.set(name, (o as { spec: { selector: { matchLabels: Record<string, string> } } }).spec.selector.matchLabels[revisionLabel]!);
       } else if (o.kind === 'HTTPRoute') {
         // As the apiserver stores it: the Gateway API CRD defaults every match's path to PathPrefix /.
         const route = JSON.parse(JSON.stringify(o)) as { spec: { rules: { matches?: { path?: unknown }[] }[] } };
@@ -144,6 +148,7 @@ export class World {
     for (const r of p.remove) {
       if (r.kind === 'Service' && r.name === 'fraud-canary') this.canaryService = undefined;
       if (r.kind === 'HTTPRoute') this.route = undefined;
+      if (r.kind === 'InferencePool') this.pools.delete(r.name);
     }
   }
 
@@ -204,14 +209,25 @@ export function runScenario(s: Scenario): Violation[] {
 
     // 1. The canary's weight never exceeds the share its ready pods carry.
     const weights = routeWeights(w.route);
-    const backend = w.canaryService;
-    if (childrenWritten && s.router === 'GatewayAPI' && weights.canary * R > 100 * ready(backend)) {
+    // The canary backend is the revision the canary pool selects under InferencePool, the canary
+    // Service's under GatewayAPI; a route naming a pool that does not exist sends its share nowhere.
+    const pools = s.router === 'InferencePool';
+    const backend = pools ? w.pools.get('fraud-canary') : w.canaryService;
+    if (childrenWritten && pools && w.route) {
+      const refs = (w.route as { spec: { rules: { backendRefs?: { kind?: string; name: string; weight?: number }[] }[] } }).spec.rules.flatMap((r) => r.backendRefs ?? []);
+      for (const ref of refs) {
+        if (ref.kind !== 'InferencePool') fail('route backend is not a pool', `${ref.kind} ${ref.name}`);
+        else if ((ref.weight ?? 1) > 0 && !w.pools.has(ref.name)) fail('route names a missing pool', `${ref.name} weight ${ref.weight}`);
+      }
+      if (stableHash && w.pools.get('fraud-stable') !== stableHash) fail('stable pool selects another revision', `${w.pools.get('fraud-stable')} vs stable ${stableHash}`);
+    }
+    if (childrenWritten && s.router !== 'ReplicaRatio' && weights.canary * R > 100 * ready(backend)) {
       fail('weight ahead of ready canary', `weight ${weights.canary} on ${backend} with ${ready(backend)}/${R} ready`);
     }
     // 2. Stable's ready pods cover its share; nothing moves traffic onto, or shrinks, a stable that cannot carry it.
     const stableReady = ready(stableHash);
     const stableReplicas = stableHash ? w.deps.get(stableHash)?.replicas ?? 0 : 0;
-    if (childrenWritten && s.router === 'GatewayAPI' && stableHash && w.route) {
+    if (childrenWritten && s.router !== 'ReplicaRatio' && stableHash && w.route) {
       const stableShare = 100 - weights.canary;
       const covered = stableReady * 100 >= stableShare * R;
       const canaryCould = backend ? Math.floor((100 * ready(backend)) / R) : 0;
@@ -233,7 +249,7 @@ export function runScenario(s: Scenario): Violation[] {
     const rejected = status.rejectedRevision?.hash;
     if (childrenWritten && rejected && rejected !== status.canaryRevision?.hash) {
       const uncovered = Math.max(0, 100 - Math.floor((100 * stableReady) / R));
-      if (s.router === 'GatewayAPI' && backend === rejected && weights.canary > uncovered) fail('rejected revision keeps traffic', `weight ${weights.canary}, stable ${stableReady}/${R}`);
+      if (s.router !== 'ReplicaRatio' && backend === rejected && weights.canary > uncovered) fail('rejected revision keeps traffic', `weight ${weights.canary}, stable ${stableReady}/${R}`);
       if (s.router === 'ReplicaRatio' && !w.selector[revisionLabel] && ready(rejected) > 0 && stableReady >= R && !status.canaryRevision) fail('rejected revision keeps traffic', `Service selects it with stable at ${stableReady}/${R}`);
     }
     if (!written) return;
@@ -306,7 +322,7 @@ export const actions: Action[] = ['tick', 'tick', 'tick', 'slow-tick', 'new-vers
 
 export const scenarios = fc.record<Scenario>({
   replicas: fc.integer({ min: 1, max: 6 }),
-  router: fc.constantFrom('ReplicaRatio', 'GatewayAPI'),
+  router: fc.constantFrom('ReplicaRatio', 'GatewayAPI', 'InferencePool'),
   capacity: fc.constantFrom('Surge', 'Shift'),
   historyLimit: fc.integer({ min: 1, max: 10 }),
   delays: fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 8 }),

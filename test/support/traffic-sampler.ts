@@ -8,9 +8,10 @@
 //   - the revisions `<md>-stable` and `<md>-canary` select;
 //   - ReplicaRatio: the revisions the Service `<md>` selects (one, or every revision when it has no
 //     revision in its selector);
-//   - GatewayAPI: each revision's share of the HTTPRoute's main rule (the one without header matches),
-//     found through the backendRef's Service selector, so a backend pointing at a revision that is
-//     leaving or a Service that is gone is seen for what it is;
+//   - GatewayAPI and InferencePool: each revision's share of the HTTPRoute's main rule (the one without
+//     header matches), found through the backendRef's selector (the Service's, or the InferencePool's
+//     selector.matchLabels), so a backend pointing at a revision that is leaving or a Service or pool
+//     that is gone is seen for what it is;
 //   - spec.replicas (R), and from status the stable and canary revisions, the step and the rejected one.
 //
 // The invariants, with R = spec.replicas and ready' = ready pods, counting those held unready by hand:
@@ -54,7 +55,7 @@ const revisionLabel = 'modelship.io/revision';
 const instanceLabel = 'app.kubernetes.io/instance';
 
 export type Invariant = 'a' | 'b' | 'c' | 'd';
-export type Router = 'ReplicaRatio' | 'GatewayAPI';
+export type Router = 'ReplicaRatio' | 'GatewayAPI' | 'InferencePool';
 
 export interface RevisionView {
   /** Deployment spec.replicas; 0 when it has no Deployment. */
@@ -130,6 +131,7 @@ export class TrafficSampler {
   private readonly services: Informer<Obj>;
   private readonly pods: Informer<Obj>;
   private routes: Informer<Obj> | undefined;
+  private pools: Informer<Obj> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private currentPhase = 'start';
@@ -158,6 +160,10 @@ export class TrafficSampler {
     if (served) {
       this.routes = new Informer<Obj>(this.client, Resources.HTTPRoute, { onUpsert: () => this.sample(), onDelete: () => this.sample() }, { namespace: this.namespace });
       this.informers.push(this.routes);
+    }
+    if (await this.client.request('GET', '/apis/inference.networking.k8s.io/v1').then(() => true, () => false)) {
+      this.pools = new Informer<Obj>(this.client, Resources.InferencePool, { onUpsert: () => this.sample(), onDelete: () => this.sample() }, { namespace: this.namespace });
+      this.informers.push(this.pools);
     }
     await Promise.all([this.md.start(), ...this.informers.map((i) => i.start())]);
     const md = this.md.get(this.namespace, this.name);
@@ -276,7 +282,11 @@ export class TrafficSampler {
       sample.selects = main === undefined ? [] : main === '*' ? Object.keys(revisions) : [main];
     } else {
       const route = this.routes?.get(this.namespace, this.name);
-      if (route) sample.shares = routeShares(route, (n) => selected(n));
+      const poolSelects = (n: string): string | undefined => {
+        const pool = this.pools?.get(this.namespace, n);
+        return pool ? pool.spec?.selector?.matchLabels?.[revisionLabel] ?? '*' : undefined;
+      };
+      if (route) sample.shares = routeShares(route, (ref) => (ref.kind === 'InferencePool' ? poolSelects(ref.name) : selected(ref.name)));
     }
     // (c) needs to know which canaries reached their last pause; status is the only place that says so.
     const steps = md.spec.rollout?.steps ?? [];
@@ -293,7 +303,7 @@ export class TrafficSampler {
     const allowed = (h: string) => this.trusted.has(h) || this.walked.has(h);
     const prev = this.samples.at(-2);
 
-    if (s.router === 'GatewayAPI' && s.shares) {
+    if (s.router !== 'ReplicaRatio' && s.shares) {
       const shares = s.shares;
       // (a)
       for (const h of Object.keys(shares).filter((x) => x !== s.stable)) {
@@ -349,16 +359,16 @@ export class TrafficSampler {
   }
 }
 
-/** Percent of the main rule's traffic per revision, through each backend Service's selector. */
-function routeShares(route: Obj, revisionOf: (service: string) => string | undefined): Record<string, number> {
+/** Percent of the main rule's traffic per revision, through each backend's (Service or pool) selector. */
+function routeShares(route: Obj, revisionOf: (ref: { name: string; kind?: string }) => string | undefined): Record<string, number> {
   const rules: any[] = route.spec?.rules ?? [];
   const main = rules.filter((r) => !(r.matches ?? []).some((m: any) => m.headers?.length)).at(-1);
-  const refs: { name: string; weight?: number }[] = main?.backendRefs ?? [];
+  const refs: { name: string; kind?: string; weight?: number }[] = main?.backendRefs ?? [];
   const total = refs.reduce((n, b) => n + (b.weight ?? 1), 0);
   const shares: Record<string, number> = {};
   if (total === 0) return shares;
   for (const b of refs) {
-    const h = revisionOf(b.name) ?? noService;
+    const h = revisionOf(b) ?? noService;
     shares[h] = (shares[h] ?? 0) + Math.round((100 * (b.weight ?? 1)) / total);
   }
   return shares;

@@ -2,6 +2,8 @@ import test from 'ava';
 import { modelUriDigest, modelUriProblem, parseQuantity, resolveRuntime } from '../../operator/modeldeployment/resolve.js';
 import { presets } from '../../operator/modeldeployment/presets.js';
 import type { ModelDeploymentSpec } from '../../operator/api/generated.js';
+import { progressDeadlineSeconds } from '../../operator/modeldeployment/desired/deployment.js';
+import { modelDeployment, withSpec } from '../support/builders.js';
 
 const spec = (patch: Partial<ModelDeploymentSpec> = {}, model: Partial<ModelDeploymentSpec['model']> = {}): ModelDeploymentSpec => ({
   model: { uri: 'https://models.example.com/m.joblib', version: '1', format: 'sklearn', ...model },
@@ -127,4 +129,20 @@ test('presets follow their images\' entrypoints: TorchServe runs one command tha
   }
   const tgi = resolveRuntime(spec({ runtime: { preset: 'tgi' } }, { format: 'huggingface', uri: 'hf://org/model' }), 'chat');
   t.true(tgi.ok && tgi.runtime.args.join(' ').includes('--hostname 0.0.0.0'));
+});
+
+test('loading budgets grow with the model size when the spec gives one; the preset\'s timeout is the floor', (t) => {
+  const llmSpec = (sizeLimit?: string, uri = 'https://models.example.com/llama/') => ({
+    model: { uri, version: '1', format: 'huggingface' as const, ...(sizeLimit ? { sizeLimit } : {}) },
+    runtime: { preset: 'vllm' as const },
+  });
+  const resolved = (spec: ReturnType<typeof llmSpec>) => { const r = resolveRuntime(spec, 'chat'); if (!r.ok) throw new Error(r.problems.join()); return r.runtime; };
+  t.like(resolved(llmSpec()), { startupTimeoutSeconds: 1800, downloadBudgetSeconds: 0 });
+  // 140 GiB of weights (a 70B model in 16 bits): 120 s + 10 s/GiB to load, 20 s/GiB to download.
+  t.like(resolved(llmSpec('140Gi')), { startupTimeoutSeconds: 1800, downloadBudgetSeconds: 2800 });
+  t.like(resolved(llmSpec('1Ti')), { startupTimeoutSeconds: 120 + 10 * 1024, downloadBudgetSeconds: 20 * 1024 });
+  t.like(resolved(llmSpec('1500Mi')), { downloadBudgetSeconds: 40 });
+  t.is(resolved(llmSpec('200Gi', 'pvc://weights/llama')).downloadBudgetSeconds, 0, 'a model on a claim is not downloaded');
+  const md = modelDeployment('chat', 'llm', withSpec(llmSpec('140Gi')));
+  t.is(progressDeadlineSeconds(md, resolved(llmSpec('140Gi'))), 1800 + 2800 + 120, 'the canary may load for 79 minutes before it is rolled back');
 });

@@ -2,6 +2,7 @@
 import type { ModelDeployment, Toleration } from '../../api/generated.js';
 import type { KubeObject } from '../../api/object.js';
 import { commonLabels, deploymentName, ownedMetadata, podLabels, revisionLabel, roleLabel, modelVersionLabel, type Role } from '../labels.js';
+import { modelCacheArgs, modelCacheMountPath, modelCacheVolume, modelCacheVolumeName, type ModelCache } from '../model-cache.js';
 import { modelMountPath } from '../presets.js';
 import type { ResolvedRuntime } from '../resolve.js';
 import { revisionSpecAnnotation, revisionSpecRecord } from '../rollout/revisions.js';
@@ -17,6 +18,11 @@ export interface DeploymentInput {
   fetcherImage: string;
   /** The sizeLimit of the emptyDir the model is downloaded into; unset: none (a Deployment built before limits). */
   modelSizeLimit?: string;
+  /**
+   * The admin's model cache (--model-cache), for a revision built with it (model-cache.ts modelCacheFor:
+   * a serving revision keeps what it was built with). Used only for a fetched model with a digest.
+   */
+  modelCache?: ModelCache;
 }
 
 const startupProbePeriodSeconds = 2;
@@ -36,7 +42,7 @@ const restrictedContainer = (readOnlyRootFilesystem: boolean) => ({
 
 /** The progress deadline: a model that loads slowly gets the time its startup timeout allows. */
 export function progressDeadlineSeconds(md: ModelDeployment, runtime: ResolvedRuntime): number {
-  return md.spec.rollout?.progressDeadlineSeconds ?? runtime.startupTimeoutSeconds + 120;
+  return md.spec.rollout?.progressDeadlineSeconds ?? runtime.startupTimeoutSeconds + runtime.downloadBudgetSeconds + 120;
 }
 
 interface ModelSourcing {
@@ -92,10 +98,19 @@ function modelSourcing(input: DeploymentInput): ModelSourcing {
       ...(subPath ? { serverMountSubPath: subPath } : {}),
     };
   }
+  // The cache is keyed and checked by the digest, so only a model with one uses it. It is mounted into
+  // the fetcher alone: the server reads its own verified copy in the emptyDir, never the shared cache.
+  const cache = digest && input.modelCache ? input.modelCache : undefined;
   return {
     // Without a limit, one tenant's model download could fill the node's disk under every other pod.
-    volumes: [{ name: 'model', emptyDir: input.modelSizeLimit ? { sizeLimit: canonicalSize(input.modelSizeLimit) } : {} }, ...caVolumes],
-    initContainers: [fetcher([{ name: 'model', mountPath: modelMountPath }], fetchArgs)],
+    volumes: [
+      { name: 'model', emptyDir: input.modelSizeLimit ? { sizeLimit: canonicalSize(input.modelSizeLimit) } : {} }, ...caVolumes,
+      ...(cache ? [modelCacheVolume(cache)] : []),
+    ],
+    initContainers: [fetcher(
+      [{ name: 'model', mountPath: modelMountPath }, ...(cache ? [{ name: modelCacheVolumeName, mountPath: modelCacheMountPath }] : [])],
+      [...fetchArgs, ...(cache ? modelCacheArgs(cache) : [])],
+    )],
   };
 }
 

@@ -1,9 +1,13 @@
-// The HTTPRoute `<md>` for the GatewayAPI router: weighted backendRefs to `<md>-stable` and
-// `<md>-canary`, a rule sending tagged requests (the canary header) to the canary, and a RequestMirror
-// filter for shadow steps. Weights are exact here, unlike ReplicaRatio's pod share.
+// The HTTPRoute `<md>` for the GatewayAPI and InferencePool routers: weighted backendRefs to
+// `<md>-stable` and `<md>-canary` (Services, or InferencePools of those names), a rule sending tagged
+// requests (the canary header) to the canary, and a RequestMirror filter for shadow steps. Weights are
+// exact here, unlike ReplicaRatio's pod share. Mirrored copies go to the canary's Service under both
+// routers: mirroring to an InferencePool is not part of the Gateway API, and a shadow copy needs no
+// pod picked by load (its answer is discarded).
 import type { ModelDeployment } from '../../api/generated.js';
 import type { KubeObject } from '../../api/object.js';
 import { ownedMetadata } from '../labels.js';
+import { inferencePoolGroup } from './inferencepool.js';
 import { servicePort } from './service.js';
 
 export interface RouteState {
@@ -30,10 +34,14 @@ export function routeCanaryWeight(route: KubeObject | undefined, name: string): 
 
 export function desiredHttpRoute(md: ModelDeployment, route: RouteState): KubeObject | undefined {
   const gw = md.spec.traffic?.gatewayAPI;
-  if (md.spec.traffic?.router !== 'GatewayAPI' || !gw) return undefined;
+  const router = md.spec.traffic?.router;
+  if ((router !== 'GatewayAPI' && router !== 'InferencePool') || !gw) return undefined;
   const name = md.metadata!.name!;
   const port = servicePort(md);
-  const backend = (role: 'stable' | 'canary', weight: number) => ({ group: '', kind: 'Service', name: `${name}-${role}`, port, weight });
+  // A pool's port is its targetPorts; a backendRef to one carries none.
+  const backend = router === 'InferencePool'
+    ? (role: 'stable' | 'canary', weight: number) => ({ group: inferencePoolGroup, kind: 'InferencePool', name: `${name}-${role}`, weight })
+    : (role: 'stable' | 'canary', weight: number) => ({ group: '', kind: 'Service', name: `${name}-${role}`, port, weight });
   const rules: Record<string, unknown>[] = [];
   if (gw.canaryHeader && route.canaryReady && !route.leaving) {
     rules.push({

@@ -11,7 +11,7 @@ import { guardTraffic } from './guard.js';
 import { describeStep, mirrorAt, weightAt } from './steps.js';
 
 type Failure = { reason: 'RolledBack' | 'Aborted'; message: string };
-type Held = '' | 'Paused' | 'Inconclusive' | 'CapacityBlocked' | 'ManualGate' | 'Timed';
+type Held = '' | 'Paused' | 'Inconclusive' | 'CapacityBlocked' | 'ManualGate' | 'Timed' | 'ScaledToZero';
 
 function maxRestarts(spec: ModelDeploymentSpec): number {
   return spec.rollout?.analysis?.checks?.find((c) => c.podHealth)?.podHealth?.maxRestarts ?? 1;
@@ -27,6 +27,12 @@ export function advanceCanary(d: Decision): void {
   const recentlyPromoted = d.history.slice(0, d.historyLimit).some((h) => h.revision === canaryHash && h.outcome === 'Promoted');
   const steps = recentlyPromoted ? [] : d.md.spec.rollout?.steps ?? [];
   const i = Math.min(d.rollout.step ?? 0, steps.length);
+  if (d.total === 0) {
+    waitAtZero(d, canary, steps, i);
+    return;
+  }
+  // Woken from zero: the step's clock starts again, as nothing was judged while no pod ran.
+  if (d.rollout.pauseReason === 'ScaledToZero') d.rollout.stepStartedAt = d.now;
   const stepStartedAt = d.rollout.stepStartedAt ? Date.parse(d.rollout.stepStartedAt) : d.nowMs;
   const wantCanary = canaryReplicas(d.total, steps, i, d.policy, d.gateway);
   const canaryUp = canary.ready >= wantCanary && !!canary.observed?.observedGenerationCurrent;
@@ -46,6 +52,38 @@ export function advanceCanary(d: Decision): void {
   }
 }
 
+/**
+ * A rollout on a model scaled to zero waits where it is. No pod runs and no request arrives, so there
+ * is nothing to shift and nothing to judge: walking the steps would promote a revision no request
+ * ever reached, and its progress deadline would roll back one that was never given a pod. When the
+ * model is woken (KEDA sets replicas above zero), the step starts again with its full clock and the
+ * canary is judged as any other. An abort still acts at once.
+ */
+function waitAtZero(d: Decision, canary: RevisionState, steps: RolloutStep[], i: number): void {
+  for (const abort of d.pending('abort')) {
+    if (abort.revision === canary.hash && !d.restoring) {
+      d.actOn(abort, 'aborted while scaled to zero');
+      rollBack(d, canary, { reason: 'Aborted', message: 'aborted by request' });
+      return;
+    }
+    d.actOn(abort, d.restoring ? `ignored: revision ${canary.hash} is being restored; change the spec instead` : `ignored: the canary is ${canary.hash}`);
+  }
+  const n = steps.length;
+  d.rollout.step = i;
+  d.rollout.steps = n;
+  d.rollout.pauseReason = 'ScaledToZero';
+  if (n) d.rollout.position = `${Math.min(i + 1, n)}/${n}`;
+  delete d.rollout.loadingDeadline;
+  d.stableReplicas = 0;
+  d.route = { canaryWeight: 0, mirrorPercent: 0, canaryReady: false };
+  d.canaryTraffic = false;
+  d.apply.push(d.deployment(canary, 'canary', 0));
+  d.status.canaryWeight = 0;
+  delete d.status.mirrorWeight;
+  d.progressing = d.condition('Progressing', 'True', 'ScaledToZero',
+    `revision ${canary.hash} (model ${canary.spec.model.version}) waits${n ? ` at step ${Math.min(i + 1, n)}/${n}` : ''}: the model is scaled to zero, so no traffic reaches a canary to judge it by; the rollout resumes when the model is woken`);
+  d.statusPhase = 'Paused';
+}
 
 function start(d: Decision, canary: RevisionState): void {
   const { now } = d;

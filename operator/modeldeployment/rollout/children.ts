@@ -2,10 +2,13 @@
 // HPA and the HTTPRoute; children the spec no longer wants; and revisions that no longer serve, kept
 // warm until scaleDownAt, then deleted. Pure.
 import type { KubeObject } from '../../api/object.js';
-import { desiredHpa } from '../desired/hpa.js';
+import { desiredHpa, scalerFor } from '../desired/hpa.js';
+import { desiredScaledObject } from '../desired/scaledobject.js';
 import { desiredHttpRoute } from '../desired/httproute.js';
+import { desiredInferencePool } from '../desired/inferencepool.js';
 import { desiredRevisionService, desiredService } from '../desired/service.js';
 import { revisionLabel } from '../labels.js';
+import { resolveRuntime } from '../resolve.js';
 import type { Decision } from './decision.js';
 
 export function buildChildren(d: Decision): void {
@@ -30,9 +33,33 @@ export function buildChildren(d: Decision): void {
   const canaryBackend = d.canaryState?.hash ?? d.drainingHash;
   if (canaryBackend) d.apply.push(desiredRevisionService(md, 'canary', canaryBackend));
   else d.remove.push({ kind: 'Service', name: `${name}-canary` });
-  const hpa = desiredHpa(md);
-  if (hpa) d.apply.push(hpa);
-  else d.remove.push({ kind: 'HorizontalPodAutoscaler', name });
+  // InferencePools, beside the Services of the same names (analysis and mirroring use the Services).
+  // A pool's target port is its own revision's: a runtime change may move the server's port.
+  const pools = md.spec.traffic?.router === 'InferencePool';
+  const portOf = (hash: string) => (hash === stableHash ? stable?.runtime : d.canaryState?.hash === hash ? d.canaryState.runtime : d.revision(hash)?.runtime)?.port
+    ?? stable?.runtime.port ?? d.canaryState?.runtime.port;
+  const stablePort = servingHash && portOf(servingHash);
+  if (pools && servingHash && stablePort) d.apply.push(desiredInferencePool(md, 'stable', servingHash, stablePort, d.ctx.endpointPicker));
+  else d.remove.push({ kind: 'InferencePool', name: `${name}-stable` });
+  const canaryPort = canaryBackend && portOf(canaryBackend);
+  if (pools && canaryBackend && canaryPort) d.apply.push(desiredInferencePool(md, 'canary', canaryBackend, canaryPort, d.ctx.endpointPicker));
+  else d.remove.push({ kind: 'InferencePool', name: `${name}-canary` });
+  // One scaler on the ModelDeployment. Switching between them removes the old one first: KEDA refuses
+  // a target another HPA scales, and two scalers would fight over /scale.
+  const scaler = md.spec.autoscaling ? scalerFor(md, d.ctx.kedaAvailable) : undefined;
+  // The spec's preset (the scaler follows the spec; plan refused a spec that resolves to none).
+  const resolved = md.spec.autoscaling ? resolveRuntime(md.spec, name) : undefined;
+  const preset = resolved?.ok ? resolved.runtime.preset : undefined;
+  if (scaler === 'KEDA') {
+    d.remove.push({ kind: 'HorizontalPodAutoscaler', name });
+    if (d.obs.hpa) d.soon(200);
+    else d.apply.push(desiredScaledObject(md, preset ?? 'custom', d.ctx.tenancy?.providers ?? [])!);
+  } else {
+    d.remove.push({ kind: 'ScaledObject', name });
+    if (scaler === 'HPA' && d.obs.scaledObject) d.soon(200);
+    else if (scaler === 'HPA') d.apply.push(desiredHpa(md, preset)!);
+    if (!scaler) d.remove.push({ kind: 'HorizontalPodAutoscaler', name });
+  }
   const httpRoute = servingHash ? desiredHttpRoute(md, canaryBackend ? d.route : { canaryWeight: 0, mirrorPercent: 0, canaryReady: false }) : undefined;
   if (httpRoute) d.apply.push(httpRoute);
   else if (!d.gateway) d.remove.push({ kind: 'HTTPRoute', name });

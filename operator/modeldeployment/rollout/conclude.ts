@@ -1,7 +1,7 @@
 // The last step: the conditions and the status. Each condition is written here and nowhere else
 // (Drifting excepted, which monitoring owns), from what the steps before found. Pure.
 import type { Condition, ModelDeployment, ModelDeploymentStatus } from '../../api/generated.js';
-import { usesExternalMetrics } from '../desired/hpa.js';
+import { scalerFor, usesExternalMetrics } from '../desired/hpa.js';
 import { setCondition } from '../status.js';
 import { condition, type Decision, type Plan, type PlanContext } from './decision.js';
 import { servingState } from './monitoring.js';
@@ -24,6 +24,9 @@ export function gitOpsConditions(conditions: Condition[], state: { type: 'Reconc
 /** AutoscalingReady exists only while autoscaling is set; it says when the HPA cannot get its metric. */
 export function autoscalingCondition(md: ModelDeployment, conditions: Condition[], ctx: PlanContext, generation: number, now: string): Condition[] {
   if (!md.spec.autoscaling) return without(conditions, 'AutoscalingReady');
+  if (scalerFor(md, ctx.kedaAvailable) === 'KEDA') {
+    return setCondition(conditions, condition('AutoscalingReady', 'True', 'ScaledObjectConfigured', `KEDA ScaledObject ${md.metadata!.name} scales between ${md.spec.autoscaling.minReplicas ?? 1} and ${md.spec.autoscaling.maxReplicas} replicas`, generation), now);
+  }
   if (usesExternalMetrics(md) && ctx.externalMetricsAvailable === false) {
     return setCondition(conditions, condition('AutoscalingReady', 'False', 'ExternalMetricsUnavailable',
       'Prometheus autoscaling metrics need the external.metrics.k8s.io API (prometheus-adapter or KEDA), which this cluster does not serve; the HPA keeps the current replicas', generation), now);
@@ -54,8 +57,12 @@ export function conclude(d: Decision): Plan {
   if (d.ready) d.setCondition(d.ready);
   else if (servingHash && d.stable) {
     const serves = stableReady > 0 || total === 0;
-    const message = `revision ${servingHash} (model ${serving?.spec.model.version}) serves ${stableReady}/${d.stableReplicas} ready replicas${d.canaryState ? `; canary ${d.canaryState.hash} has ${d.canaryState.ready}` : ''}`;
-    d.setCondition(d.condition('Ready', serves ? 'True' : 'False', serves ? 'StableServing' : serving?.trouble?.reason ?? 'WaitingForReplicas', message));
+    // Scaled to zero is a steady state a GitOps tool should call healthy: Ready, with the reason.
+    const message = total === 0
+      ? `scaled to zero: revision ${servingHash} (model ${serving?.spec.model.version}) runs no pod${md.spec.autoscaling?.minReplicas === 0 ? '; a metric above its activationValue wakes it' : ''}`
+      : `revision ${servingHash} (model ${serving?.spec.model.version}) serves ${stableReady}/${d.stableReplicas} ready replicas${d.canaryState ? `; canary ${d.canaryState.hash} has ${d.canaryState.ready}` : ''}`;
+    const reason = total === 0 ? 'ScaledToZero' : serves ? 'StableServing' : serving?.trouble?.reason ?? 'WaitingForReplicas';
+    d.setCondition(d.condition('Ready', serves ? 'True' : 'False', reason, message));
   }
   const progressing = d.progressing!;
   d.setCondition(progressing);

@@ -2,7 +2,7 @@
 // decided so far. The steps (first.ts, steady.ts, canary.ts, drain.ts, children.ts, monitoring.ts,
 // conclude.ts) each read it and add to it, in a fixed order; none does I/O. Pure.
 import type {
-  CheckResult, Condition, HistoryEntry, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, RetiringRevision, RevisionInfo, RolloutStatus, RolloutStep,
+  CheckResult, Condition, EndpointPickerRef, HistoryEntry, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, RetiringRevision, RevisionInfo, RolloutStatus, RolloutStep,
 } from '../../api/generated.js';
 import type { KubeObject } from '../../api/object.js';
 import { revisionHash, revisionSpec } from '../../api/revision.js';
@@ -16,6 +16,7 @@ import type { Operation } from './operations.js';
 import { specOfRevision } from './revisions.js';
 import { imagesDiffer, recordedImages } from './runtime-pin.js';
 import { desiredDeployment, modelVolumeSizeLimit } from '../desired/deployment.js';
+import { modelCacheFor, type ModelCache } from '../model-cache.js';
 import type { TenancyPolicy } from '../../tenancy/policy.js';
 import { mirrorAt, weightAt } from './steps.js';
 
@@ -28,6 +29,9 @@ export interface Observations {
   route?: KubeObject;
   /** The live main Service (ReplicaRatio): whether it still selects every revision. */
   service?: KubeObject;
+  /** Our live HPA and ScaledObject: a switch of scaler removes the old one before the new one is made. */
+  hpa?: KubeObject;
+  scaledObject?: KubeObject;
 }
 
 export interface PlanContext {
@@ -40,6 +44,12 @@ export interface PlanContext {
   operations?: Operation[];
   /** Whether the cluster serves HTTPRoutes (gateway.networking.k8s.io/v1). */
   gatewayApiAvailable?: boolean;
+  /** Whether the cluster serves KEDA's ScaledObjects (keda.sh/v1alpha1). */
+  kedaAvailable?: boolean;
+  /** Whether the cluster serves InferencePools (inference.networking.k8s.io/v1). */
+  inferencePoolAvailable?: boolean;
+  /** The endpoint picker a pool names when its spec names none (--inference-pool-endpoint-picker). */
+  endpointPicker?: EndpointPickerRef;
   /** Monitoring results for the stable revision, including measurements taken just now. */
   monitoring?: MonitoringInput;
   /**
@@ -51,11 +61,13 @@ export interface PlanContext {
   tenancy?: TenancyPolicy;
   /** The model emptyDir's sizeLimit when the spec sets none (--model-size-limit). */
   modelSizeLimit?: string;
+  /** The model cache (--model-cache) for revisions built from now on; a serving revision keeps its own. */
+  modelCache?: ModelCache;
 }
 
 /** A child that exists only while the spec wants it: removed when the plan no longer applies it. */
 export interface ChildRef {
-  kind: 'Service' | 'HorizontalPodAutoscaler' | 'HTTPRoute';
+  kind: 'Service' | 'HorizontalPodAutoscaler' | 'HTTPRoute' | 'InferencePool' | 'ScaledObject';
   name: string;
 }
 
@@ -254,7 +266,8 @@ export class Decision {
     this.prior = md.status ?? {};
     this.name = md.metadata!.name!;
     this.hash = revisionHash(md.spec);
-    this.gateway = md.spec.traffic?.router === 'GatewayAPI';
+    // Both route through an HTTPRoute with exact weights; InferencePool's backends are pools.
+    this.gateway = md.spec.traffic?.router === 'GatewayAPI' || md.spec.traffic?.router === 'InferencePool';
     this.total = md.spec.replicas ?? 1;
     this.policy = md.spec.rollout?.capacity ?? 'Surge';
     this.liveWeight = routeCanaryWeight(obs.route, this.name);
@@ -294,7 +307,9 @@ export class Decision {
     // Like its images, a serving revision keeps the size limit it was built with: a new operator
     // default must not restart every model's pods.
     const sizeLimit = r.spec.model.sizeLimit ?? (live ? modelVolumeSizeLimit(live) : this.ctx.modelSizeLimit);
-    const built = desiredDeployment({ md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: r.runtime, role, replicas, fetcherImage: this.ctx.fetcherImage, ...(sizeLimit ? { modelSizeLimit: sizeLimit } : {}) });
+    // And the model cache: enabling or changing it reaches new revisions only (model-cache.ts).
+    const modelCache = modelCacheFor(live, this.ctx.modelCache);
+    const built = desiredDeployment({ md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: r.runtime, role, replicas, fetcherImage: this.ctx.fetcherImage, ...(sizeLimit ? { modelSizeLimit: sizeLimit } : {}), ...(modelCache ? { modelCache } : {}) });
     const recorded = recordedImages(live);
     const wanted = recordedImages(built);
     const differ = recorded && wanted ? imagesDiffer(recorded, wanted) : undefined;
@@ -303,7 +318,7 @@ export class Decision {
     if (this.status.runtimeUpgrade?.revision === r.hash) return built;
     return desiredDeployment({
       md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: { ...r.runtime, image: recorded.server }, role, replicas,
-      fetcherImage: recorded.fetcher ?? this.ctx.fetcherImage, ...(sizeLimit ? { modelSizeLimit: sizeLimit } : {}),
+      fetcherImage: recorded.fetcher ?? this.ctx.fetcherImage, ...(sizeLimit ? { modelSizeLimit: sizeLimit } : {}), ...(modelCache ? { modelCache } : {}),
     });
   }
 
