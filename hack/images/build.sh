@@ -4,7 +4,7 @@
 # Each image carries exactly the name the operator or a preset uses, so pods run it unchanged with
 # imagePullPolicy IfNotPresent once the archive is imported into the node's containerd.
 #
-#   hack/images/build.sh [IMAGE ...]   IMAGE: pause operator mlserver torchserve custom-server (default: all)
+#   hack/images/build.sh [IMAGE ...]   IMAGE: pause operator mlserver torchserve custom-server vllm tiny-llm (default: all)
 #
 # Images are cached outside the repository (~/.cache/modelship/images, or MODELSHIP_IMAGE_CACHE), keyed
 # by a hash of their inputs: the image's recipe in this script, its own files and pins, and for the
@@ -17,7 +17,9 @@ cache="${MODELSHIP_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelship/images
 export SOURCE_DATE_EPOCH=0
 # Where the archives in use are linked: the test harness imports every archive in .bin/images.
 links="${MODELSHIP_IMAGE_LINKS:-$root/.bin/images}"
-mkdir -p "$cache" "$links"
+# The LLM images are large (vLLM's is about 5 GB): linked apart, so that only test/e2e/llm.test.ts imports them.
+llm_links="${MODELSHIP_LLM_IMAGE_LINKS:-$root/.bin/images-llm}"
+mkdir -p "$cache" "$links" "$llm_links"
 # Work directories of builds that were killed (an hour is far longer than any build).
 find "$cache" -maxdepth 1 -name '.work-*' -mmin +60 -exec rm -rf {} +
 log() { printf '[images] %s\n' "$*" >&2; }
@@ -50,9 +52,9 @@ pack() { # NAME:TAG CONFIG.json OUT LAYER.tar...
   node --import tsx "$here/oci.ts" --name "$name" --config "$config" --out "$out" "${layers[@]}"
 }
 
-# build IMAGE KEY: skips when the cached archive exists, else runs build_IMAGE into a work dir.
+# build IMAGE KEY [LINKS]: skips when the cached archive exists, else runs build_IMAGE into a work dir.
 build() {
-  local image=$1 key=$2
+  local image=$1 key=$2 to=${3:-$links}
   local archive="$cache/$image-$key.tar"
   if [ -f "$archive" ]; then
     log "$image: up to date ($key)"
@@ -70,7 +72,7 @@ build() {
     ls -1t "$cache/$image"-*.tar | tail -n +4 | xargs -r rm -f
     log "$image: built in $((SECONDS - start)) s"
   fi
-  ln -sfn "$archive" "$links/$image.tar"
+  ln -sfn "$archive" "$to/$image.tar"
 }
 
 # --- pause: Kubernetes' own pause.c, static, as registry.k8s.io/pause is built.
@@ -176,8 +178,53 @@ build_custom_server() {
   mv "$work/oci.tar" "$work/image.tar"
 }
 
+# --- vllm: the name and entrypoint of vLLM 0.11.0's image (docker/Dockerfile: WORKDIR /vllm-workspace,
+# root, VLLM_USAGE_SOURCE, ENTRYPOINT python3 -m vllm.entrypoints.openai.api_server), built for CPU as its
+# docker/Dockerfile.cpu does (a venv at /opt/venv, `VLLM_TARGET_DEVICE=cpu setup.py bdist_wheel`, tcmalloc
+# and Intel OpenMP preloaded), from the PyPI sdist with PyPI's torch 2.8.0 on Debian's Python 3.11.
+build_vllm() {
+  local work=$1 m="$here/vllm" url sum
+  python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), "hack/images needs python3.11 to fetch the wheels"'
+  read -r url sum < "$m/sdist"
+  # pip cannot download an sdist without building its metadata (which needs torch): the file comes
+  # from PyPI's file host by its address and is checked against the sha256 PyPI publishes for it.
+  curl --fail --silent --show-error --location --retry 3 -o "$work/vllm-0.11.0.tar.gz" "$url"
+  echo "$sum  $work/vllm-0.11.0.tar.gz" | sha256sum --check --quiet
+  tar -xzf "$work/vllm-0.11.0.tar.gz" -C "$work"
+  python3 -m pip download --quiet --only-binary=:all: --dest "$work/wheels" \
+    -r "$work/vllm-0.11.0/requirements/common.txt" -r "$m/requirements-cpu.txt" -c "$m/constraints.txt"
+  python3 -m pip download --quiet --only-binary=:all: --dest "$work/wheels" -c "$m/constraints-build.txt" cmake setuptools-scm wheel
+  rm -f "$work/vllm-0.11.0.tar.gz"
+  mmdebstrap --quiet --variant=minbase \
+    --include=python3,python3-venv,libnuma1,libtcmalloc-minimal4,ca-certificates,g++,python3-dev,libnuma-dev \
+    --customize-hook="mkdir -p \"\$1/opt/build\" && cp -r '$work/wheels' '$work/vllm-0.11.0' '$m/build-in-root.sh' '$m/requirements-cpu.txt' '$m/constraints.txt' '$m/constraints-build.txt' \"\$1/opt/build/\"" \
+    --customize-hook='chroot "$1" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root /opt/build/build-in-root.sh' \
+    --customize-hook='chroot "$1" apt-mark manual libnuma1 libtcmalloc-minimal4 >/dev/null && chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get purge --quiet --yes --autoremove g++ python3-dev libnuma-dev >/dev/null' \
+    --customize-hook='mkdir -p "$1/vllm-workspace" "$1/mnt/models"' \
+    --customize-hook='rm -rf "$1"/opt/build "$1"/root/.cache "$1"/tmp/* "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/usr/share/doc "$1"/usr/share/man' \
+    "$suite" "$work/rootfs.tar" "$mirror"
+  rm -rf "$work/wheels" "$work/vllm-0.11.0"
+  pack docker.io/vllm/vllm-openai:v0.11.0 "$m/config.json" "$work/oci" "$work/rootfs.tar"
+  rm -f "$work/rootfs.tar"
+  mv "$work/oci.tar" "$work/image.tar"
+}
+
+# --- tiny-llm: a model, not a server: a 2-layer Llama with random weights and a tokenizer trained here
+# (hack/images/tiny-llm/make_model.py), as the only layer of an image that an oci:// model URI mounts.
+build_tiny_llm() {
+  local work=$1 m="$here/tiny-llm"
+  python3 -m venv "$work/venv"
+  "$work/venv/bin/pip" install --quiet --disable-pip-version-check --only-binary=:all: -r "$m/requirements.txt"
+  "$work/venv/bin/python" "$m/make_model.py" "$work/rootfs"
+  chmod -R a+rX,go-w "$work/rootfs"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work/rootfs" -cf "$work/layer.tar" .
+  echo '{"Labels":{"modelship.io/model":"tiny-llama"}}' > "$work/config.json"
+  pack modelship.io/models/tiny-llama:1 "$work/config.json" "$work/oci" "$work/layer.tar"
+  mv "$work/oci.tar" "$work/image.tar"
+}
+
 images=("$@")
-[ ${#images[@]} -gt 0 ] || images=(pause operator mlserver torchserve custom-server)
+[ ${#images[@]} -gt 0 ] || images=(pause operator mlserver torchserve custom-server vllm tiny-llm)
 for image in "${images[@]}"; do
   case "$image" in
     pause) build pause "$(key_of "$here/oci.ts" "$root/hack/k8s/go.mod" <(recipe build_pause pack tar_dir k8s_module_dir))" ;;
@@ -185,6 +232,8 @@ for image in "${images[@]}"; do
     mlserver) build mlserver "$(key_of "$here/oci.ts" "$here/mlserver" <(recipe build_mlserver pack))" ;;
     torchserve) build torchserve "$(key_of "$here/oci.ts" "$here/torchserve" <(recipe build_torchserve pack))" ;;
     custom-server) build custom-server "$(key_of "$here/oci.ts" "$here/custom-server" <(recipe build_custom_server pack))" ;;
-    *) log "unknown image $image (pause operator mlserver torchserve custom-server)"; exit 2 ;;
+    vllm) build vllm "$(key_of "$here/oci.ts" "$here/vllm" <(recipe build_vllm pack))" "$llm_links" ;;
+    tiny-llm) build tiny-llm "$(key_of "$here/oci.ts" "$here/tiny-llm" <(recipe build_tiny_llm pack))" "$llm_links" ;;
+    *) log "unknown image $image (pause operator mlserver torchserve custom-server vllm tiny-llm)"; exit 2 ;;
   esac
 done
