@@ -172,7 +172,8 @@ test('removing autoscaling deletes the HPA; switching from GatewayAPI to Replica
   const ns = await namespaces.create('leftovers');
   await operatorFor(ns, 'leftovers');
   await client.create(Resources.ModelDeployment, modelDeployment('m', ns, withReplicas(1), withSpec({
-    autoscaling: { minReplicas: 1, maxReplicas: 3, metrics: [{ type: 'CPU', targetAverageUtilization: 70 }] },
+    // scaler HPA: other tests may have installed KEDA's CRDs on this cluster, and Auto would pick KEDA.
+    autoscaling: { minReplicas: 1, maxReplicas: 3, scaler: 'HPA', metrics: [{ type: 'CPU', targetAverageUtilization: 70 }] },
     traffic: { router: 'GatewayAPI', gatewayAPI: { parentRefs: [{ name: 'gw' }] } },
   })));
   await waitMd('serving', ns, (m) => cond(m, 'Ready')?.status === 'True');

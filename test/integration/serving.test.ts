@@ -121,8 +121,9 @@ test('the quickstart serves: Deployment, Service, ready pods, Ready=True at the 
 
 test('autoscaling creates an HPA that scales the ModelDeployment through /scale, and its replicas are respected', async (t) => {
   const ns = await namespace('hpa');
+  // scaler HPA: other tests may have installed KEDA's CRDs on this cluster, and Auto would pick KEDA.
   await client.create(Resources.ModelDeployment, modelDeployment('scaled', ns, withReplicas(2),
-    withSpec({ autoscaling: { minReplicas: 1, maxReplicas: 5, metrics: [{ type: 'CPU', targetAverageUtilization: 60 }] } })));
+    withSpec({ autoscaling: { minReplicas: 1, maxReplicas: 5, scaler: 'HPA', metrics: [{ type: 'CPU', targetAverageUtilization: 60 }] } })));
   await waitReady(ns, 'scaled');
   const hpa = await client.get<Obj>(Resources.HorizontalPodAutoscaler, ns, 'scaled');
   t.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'modelship.io/v1alpha1', kind: 'ModelDeployment', name: 'scaled' });
