@@ -45,7 +45,7 @@ typecheck: deps
 	npm run --silent typecheck
 
 .PHONY: images
-images: deps ## build the real node's images without a registry (pause, operator, MLServer, custom server); cached
+images: deps ## build the real node's images without a registry (pause, operator, MLServer, TorchServe, custom server, vLLM for CPU, a tiny Llama); cached
 	@hack/images/build.sh
 
 .PHONY: test

@@ -181,25 +181,37 @@ build_custom_server() {
 # --- vllm: the name and entrypoint of vLLM 0.11.0's image (docker/Dockerfile: WORKDIR /vllm-workspace,
 # root, VLLM_USAGE_SOURCE, ENTRYPOINT python3 -m vllm.entrypoints.openai.api_server), built for CPU as its
 # docker/Dockerfile.cpu does (a venv at /opt/venv, `VLLM_TARGET_DEVICE=cpu setup.py bdist_wheel`, tcmalloc
-# and Intel OpenMP preloaded), from the PyPI sdist with PyPI's torch 2.8.0 on Debian's Python 3.11.
+# and Intel OpenMP preloaded), from the PyPI sdist with PyPI's torch 2.8.0 on Debian's Python 3.11. The
+# compiler stays, as in Dockerfile.cpu's base: vLLM warms up on CPU through torch.compile, whose C++
+# kernels need g++ and Python's headers at run time.
 build_vllm() {
-  local work=$1 m="$here/vllm" url sum
+  local work=$1 m="$here/vllm"
   python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), "hack/images needs python3.11 to fetch the wheels"'
-  read -r url sum < "$m/sdist"
-  # pip cannot download an sdist without building its metadata (which needs torch): the file comes
-  # from PyPI's file host by its address and is checked against the sha256 PyPI publishes for it.
-  curl --fail --silent --show-error --location --retry 3 -o "$work/vllm-0.11.0.tar.gz" "$url"
-  echo "$sum  $work/vllm-0.11.0.tar.gz" | sha256sum --check --quiet
+  # pip fetches the sdist by name and holds it to the sha256 PyPI publishes for it (--require-hashes).
+  # Before it saves the file, pip prepares its metadata, and vLLM's setup.py imports torch and asks nvcc
+  # for the CUDA version. For that step only, a stub torch and a stub nvcc stand in, so that the metadata
+  # carries the plain version 0.11.0 the index lists; the real torch 2.8.0 is installed in the image and
+  # builds the CPU extension from this same file.
+  python3 -m venv "$work/meta"
+  "$work/meta/bin/pip" install --quiet --disable-pip-version-check --only-binary=:all: -c "$m/constraints-build.txt" setuptools setuptools-scm packaging wheel Jinja2
+  mkdir -p "$work/stub/torch/utils" "$work/stub/cuda/bin"
+  printf '__version__ = "2.8.0"\nclass version:\n    cuda = "12.8"\n    hip = None\n' > "$work/stub/torch/__init__.py"
+  : > "$work/stub/torch/utils/__init__.py"
+  printf 'CUDA_HOME = "%s"\nROCM_HOME = None\n' "$work/stub/cuda" > "$work/stub/torch/utils/cpp_extension.py"
+  printf '#!/bin/sh\necho "Cuda compilation tools, release 12.8, V12.8.93"\n' > "$work/stub/cuda/bin/nvcc"
+  chmod +x "$work/stub/cuda/bin/nvcc"
+  PYTHONPATH="$work/stub" "$work/meta/bin/pip" download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    --no-build-isolation --require-hashes -r "$m/sdist.txt" --dest "$work"
+  rm -rf "$work/meta" "$work/stub"
   tar -xzf "$work/vllm-0.11.0.tar.gz" -C "$work"
   python3 -m pip download --quiet --only-binary=:all: --dest "$work/wheels" \
     -r "$work/vllm-0.11.0/requirements/common.txt" -r "$m/requirements-cpu.txt" -c "$m/constraints.txt"
   python3 -m pip download --quiet --only-binary=:all: --dest "$work/wheels" -c "$m/constraints-build.txt" cmake setuptools-scm wheel
   rm -f "$work/vllm-0.11.0.tar.gz"
   mmdebstrap --quiet --variant=minbase \
-    --include=python3,python3-venv,libnuma1,libtcmalloc-minimal4,ca-certificates,g++,python3-dev,libnuma-dev \
+    --include=python3,python3-venv,python3-dev,g++,libnuma-dev,libtcmalloc-minimal4,ca-certificates \
     --customize-hook="mkdir -p \"\$1/opt/build\" && cp -r '$work/wheels' '$work/vllm-0.11.0' '$m/build-in-root.sh' '$m/requirements-cpu.txt' '$m/constraints.txt' '$m/constraints-build.txt' \"\$1/opt/build/\"" \
     --customize-hook='chroot "$1" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root /opt/build/build-in-root.sh' \
-    --customize-hook='chroot "$1" apt-mark manual libnuma1 libtcmalloc-minimal4 >/dev/null && chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get purge --quiet --yes --autoremove g++ python3-dev libnuma-dev >/dev/null' \
     --customize-hook='mkdir -p "$1/vllm-workspace" "$1/mnt/models"' \
     --customize-hook='rm -rf "$1"/opt/build "$1"/root/.cache "$1"/tmp/* "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/usr/share/doc "$1"/usr/share/man' \
     "$suite" "$work/rootfs.tar" "$mirror"

@@ -87,8 +87,9 @@ export const presets: Record<PresetName, Preset> = {
   },
   // vLLM v0.11.0 (docker/Dockerfile): ENTRYPOINT python3 -m vllm.entrypoints.openai.api_server, so the
   // args are its flags. The image has no passwd entry for uid 1000 and torch's cache directory calls
-  // getpass.getuser(), which fails without USER (vllm-project/vllm#44548). Not built here (CUDA): checked
-  // against its Dockerfile, not run.
+  // getpass.getuser(), which fails without USER (vllm-project/vllm#44548). Proven on a real node
+  // (test/e2e/llm.test.ts) with vLLM 0.11.0 built for CPU under this image name (docs/images.md): Ready,
+  // an OpenAI completion, and the vllm:* series the autoscaling signals query.
   vllm: {
     image: 'docker.io/vllm/vllm-openai:v0.11.0',
     formats: ['huggingface'],
