@@ -2,7 +2,6 @@
 // modelship: the operator (default) and `modelship fetch` (the model fetcher init container).
 // Configuration comes from flags or MODELSHIP_* environment variables; the kubeconfig from
 // --kubeconfig, KUBECONFIG, or the in-cluster service account.
-import { parseEndpointPicker } from './modeldeployment/desired/inferencepool.js';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ModelDeployment } from './api/generated.js';
@@ -27,6 +26,7 @@ import { reconcile, type ReconcilerDeps } from './modeldeployment/reconcile.js';
 import { AnalysisRunner, clusterIpServiceUrl, inClusterServiceUrl, serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
 import { MonitoringRunner } from './modeldeployment/monitoring/run.js';
 import { podSummary } from './modeldeployment/status.js';
+import { parseEndpointPicker } from './modeldeployment/desired/inferencepool.js';
 import { modelCacheConfig, newFetchReport, withFetchReport } from './modeldeployment/model-cache.js';
 
 type NodeAddresses = KubeObject & { status?: { addresses?: { address: string }[] } };
@@ -176,8 +176,9 @@ async function runOperator(argv: string[]): Promise<void> {
       onDelete: (pod) => enqueueOwner(pod),
     }, managedSelector, (obj) => withFetchReport(podSummary(obj), obj)),
   };
-  // HTTPRoutes, InferencePools and KEDA's ScaledObjects are watched only where their CRDs are installed; a later install is
-  // picked up at resync (and a ModelDeployment that needs them waits as InvalidSpec until then).
+  // HTTPRoutes, InferencePools and KEDA's ScaledObjects are watched only where their CRDs are
+  // installed; a later install is picked up at resync (a ModelDeployment that needs them reads
+  // InvalidSpec until then).
   const ensureOptionalCache = async (key: 'httpRoutes' | 'inferencePools' | 'scaledObjects', type: ResourceType, what: string) => {
     if (caches[key]) return;
     try {
