@@ -47,9 +47,11 @@ export function buildChildren(d: Decision): void {
   // One scaler on the ModelDeployment. Switching between them removes the old one first: KEDA refuses
   // a target another HPA scales, and two scalers would fight over /scale.
   const scaler = md.spec.autoscaling ? scalerFor(md, d.ctx.kedaAvailable) : undefined;
-  // The spec's preset (the scaler follows the spec; plan refused a spec that resolves to none).
-  const resolved = md.spec.autoscaling ? resolveRuntime(md.spec, name) : undefined;
-  const preset = resolved?.ok ? resolved.runtime.preset : undefined;
+  // The spec's preset (the scaler follows the spec; plan refused a spec that resolves to none): the
+  // revision of the spec is stable or the canary, already resolved, unless it was rejected.
+  const current = [stable, d.canaryState].find((r) => r?.hash === d.hash)?.runtime;
+  const resolved = md.spec.autoscaling && !current ? resolveRuntime(md.spec, name) : undefined;
+  const preset = current?.preset ?? (resolved?.ok ? resolved.runtime.preset : undefined);
   if (scaler === 'KEDA') {
     d.remove.push({ kind: 'HorizontalPodAutoscaler', name });
     if (d.obs.hpa) d.soon(200);
