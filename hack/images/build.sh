@@ -69,7 +69,9 @@ build() {
     mv "$work/image.tar" "$archive"
     rm -rf "$work"
     # Older builds go, but not the last few: another checkout on this machine may still use one.
-    ls -1t "$cache/$image"-*.tar | tail -n +4 | xargs -r rm -f
+    # Earlier versions stay for a switch back, but vLLM's are 4.4 GB each: only the one just built stays.
+    local keep=3; [ "$image" = vllm ] && keep=1
+    ls -1t "$cache/$image"-*.tar | tail -n +$((keep + 1)) | xargs -r rm -f
     log "$image: built in $((SECONDS - start)) s"
   fi
   ln -sfn "$archive" "$to/$image.tar"
