@@ -54,10 +54,11 @@ test: deps bins ## lint, typecheck, unit, integration (KWOK) and end-to-end test
 
 N ?= 100
 SCENARIO ?= all
+PEER ?=
 
 .PHONY: bench
-bench: build bins ## benchmarks on local control planes: SCENARIO=all|floor|create|rollout|steady|churn N=100 (bench/README.md)
-	@node --import tsx bench/bench.ts --scenario $(SCENARIO) --n $(N)
+bench: build bins ## benchmarks on local control planes: SCENARIO=all|floor|create|rollout|steady|churn N=100, or PEER=argo-rollouts (bench/README.md)
+	@$(if $(PEER),hack/build-bins.sh $(PEER) &&) node --import tsx bench/bench.ts --scenario $(SCENARIO) --n $(N) $(if $(PEER),--peer $(PEER))
 
 REAL_NODE ?= off
 RUN_REAL_NODE ?= auto

@@ -13,15 +13,16 @@ import { latestFloor, resultBase, resultsDir, scenarios, writeResult, type Resul
 import { churn } from './scenarios/churn.js';
 import { create } from './scenarios/create.js';
 import { floor } from './scenarios/floor.js';
+import { peer } from './scenarios/peer.js';
 import { rollout } from './scenarios/rollout.js';
 import { steady } from './scenarios/steady.js';
 
-const run: Record<Scenario, (ctx: BenchContext) => Promise<boolean>> = { floor, create, rollout, steady, churn };
+const run: Record<Scenario, (ctx: BenchContext) => Promise<boolean>> = { floor, create, rollout, steady, churn, peer };
 
 async function main(): Promise<number> {
   const { values } = parseArgs({ options: { scenario: { type: 'string' }, n: { type: 'string' } } });
   const scenario = values.scenario as Scenario;
-  if (!scenarios.includes(scenario)) throw new Error(`--scenario must be one of ${scenarios.join(', ')}`);
+  if (!(scenario in run)) throw new Error(`--scenario must be one of ${scenarios.join(', ')}, peer`);
   const n = Number(values.n);
   if (!Number.isInteger(n) || n < 1) throw new Error('--n must be a positive integer');
   const params = paramsFromEnv(n);
@@ -30,7 +31,7 @@ async function main(): Promise<number> {
   const label = process.env.LABEL ? process.env.LABEL.replace(/[^a-z0-9-]/gi, '-').toLowerCase() : undefined;
   const profileDir = join(resultsDir, 'profiles', resultBase({ date, scenario, n, label }));
   const ctx = new BenchContext(scenario, n, params, profileDir);
-  if (scenario !== 'floor') {
+  if (scenario !== 'floor' && scenario !== 'peer') {
     const f = latestFloor(n);
     ctx.floor = f?.result;
     ctx.floorFile = f?.file;

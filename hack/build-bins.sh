@@ -22,7 +22,11 @@
 # kstatus (hack/kstatus) prints sigs.k8s.io/cli-utils' kstatus verdict for objects on stdin, so tests
 # judge ModelDeployments with the code Flux, kpt and Config Sync use.
 #
-# Usage: hack/build-bins.sh [component ...]   (components: k8s node containerd etcd kwok helm kstatus gateway-api argo-cd inference-extension keda; default: all)
+# The Argo Rollouts controller (hack/argo-rollouts, with its go.mod's k8s.io replace block) and its
+# CRDs are built only on request (`make bench PEER=argo-rollouts`): the benchmark runs it beside the
+# operator on the same workload.
+#
+# Usage: hack/build-bins.sh [component ...]   (components: k8s node containerd etcd kwok helm kstatus gateway-api argo-cd inference-extension keda argo-rollouts; default: all but argo-rollouts)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -133,6 +137,20 @@ for c in "${components[@]}"; do
     kwok) build_component kwok "$dest" kwok -- -ldflags "-s -w" -o "$dest/kwok" sigs.k8s.io/kwok/cmd/kwok ;;
     helm) build_component helm "$dest" helm -- -ldflags "-s -w" -o "$dest/helm" helm.sh/helm/v3/cmd/helm ;;
     kstatus) build_component kstatus "$dest" kstatus -- -ldflags "-s -w" -o "$dest/kstatus" . ;;
+    argo-rollouts)
+      ar_version=$(sed -n 's#^[[:space:]]*github.com/argoproj/argo-rollouts \(v[0-9.]*\).*$#\1#p' "$hack/argo-rollouts/go.mod" | head -n1)
+      build_component argo-rollouts "$dest" rollouts-controller -- \
+        -ldflags "-s -w -X github.com/argoproj/argo-rollouts/utils/version.version=${ar_version#v}" -o "$dest/rollouts-controller" \
+        github.com/argoproj/argo-rollouts/cmd/rollouts-controller
+      crds="$dest/argo-rollouts-$ar_version"
+      if [ ! -f "$crds/rollout-crd.yaml" ]; then
+        module_dir=$(cd "$hack/argo-rollouts" && go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts)
+        mkdir -p "$crds"
+        cp "$module_dir"/manifests/crds/*-crd.yaml "$crds/"
+        chmod u+w "$crds"/*.yaml
+        log "argo-rollouts: $ar_version CRDs copied from the module"
+      fi
+      ;;
     gateway-api)
       gateway_version=v1.6.3
       crds="$dest/gateway-api-$gateway_version"
@@ -169,7 +187,7 @@ done
 
 # .bin/ links each binary to where it comes from: the override directory when it has it, else the cache.
 mkdir -p "$root/.bin"
-for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy containerd containerd-shim-runc-v2 ctr kwok helm kstatus; do
+for n in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy containerd containerd-shim-runc-v2 ctr kwok helm kstatus rollouts-controller; do
   if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$n" ]; then
     ln -sfn "$KUBEBUILDER_ASSETS/$n" "$root/.bin/$n"
   elif [ -x "$dest/$n" ]; then
@@ -179,5 +197,6 @@ done
 for d in "$dest"/gateway-api-*; do [ -d "$d" ] && ln -sfn "$d" "$root/.bin/gateway-api-crds"; done
 if [ -d "$dest/argo-cd-$argocd_version" ]; then ln -sfn "$dest/argo-cd-$argocd_version" "$root/.bin/argocd-crds"; fi
 if [ -d "$dest/inference-extension-$inference_extension_version" ]; then ln -sfn "$dest/inference-extension-$inference_extension_version" "$root/.bin/inference-extension-crds"; fi
+for d in "$dest"/argo-rollouts-v*; do [ -d "$d" ] && ln -sfn "$d" "$root/.bin/argo-rollouts-crds"; done
 if [ -d "$dest/keda-$keda_version" ]; then ln -sfn "$dest/keda-$keda_version" "$root/.bin/keda-crds"; fi
 log "binaries linked into .bin/ (built ones cached in $dest)"

@@ -151,14 +151,19 @@ export class Observer {
   }
 
   /** Waits until `done(track)` holds for every tracked name, or the deadline; returns how many do. */
-  async waitAll(names: string[], done: (t: Track) => boolean, timeoutMs: number, progress?: (n: number) => void): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    let lastReport = 0;
-    for (;;) {
-      const count = names.filter((n) => { const t = this.tracks.get(n); return !!t && done(t); }).length;
-      if (count === names.length || Date.now() > deadline) return count;
-      if (progress && Date.now() - lastReport > 10_000) { lastReport = Date.now(); progress(count); }
-      await sleep(100);
-    }
+  waitAll(names: string[], done: (t: Track) => boolean, timeoutMs: number, progress?: (n: number) => void): Promise<number> {
+    return waitAllTracks(this.tracks, names, done, timeoutMs, progress);
+  }
+}
+
+/** Waits until `done(track)` holds for every name in `names`, or the deadline; returns how many do. */
+export async function waitAllTracks(tracks: Map<string, Track>, names: string[], done: (t: Track) => boolean, timeoutMs: number, progress?: (n: number) => void): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let lastReport = 0;
+  for (;;) {
+    const count = names.filter((n) => { const t = tracks.get(n); return !!t && done(t); }).length;
+    if (count === names.length || Date.now() > deadline) return count;
+    if (progress && Date.now() - lastReport > 10_000) { lastReport = Date.now(); progress(count); }
+    await sleep(100);
   }
 }

@@ -94,7 +94,15 @@ export function procStat(pid: number): ProcStat | undefined {
   }
 }
 
-export class BenchOperator {
+/** A controller process the sampler reads from outside: the operator, or a peer controller. */
+export interface SampledProcess {
+  readonly pid: number | undefined;
+  readonly running: boolean;
+  proc(): ProcStat | undefined;
+  scrape(): Promise<{ metrics: Metrics; ms: number; bytes: number } | undefined>;
+}
+
+export class BenchOperator implements SampledProcess {
   private child: ChildProcess | undefined;
   metricsPort = 0;
   readonly logFile: string;

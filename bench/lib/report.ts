@@ -8,8 +8,9 @@ import type { PhaseSummary } from './sampler.js';
 import { repoRoot } from './operator.js';
 
 export const resultsDir = join(repoRoot, 'bench', 'results');
-export const scenarios = ['floor', 'create', 'rollout', 'steady', 'churn'] as const;
-export type Scenario = (typeof scenarios)[number];
+/** `peer` runs only with PEER= (bench/lib/peer-report.ts), never as part of `all`. */
+export type Scenario = 'floor' | 'create' | 'rollout' | 'steady' | 'churn' | 'peer';
+export const scenarios: readonly Scenario[] = ['floor', 'create', 'rollout', 'steady', 'churn'];
 
 /** One line of the results table. */
 export interface Row {
@@ -101,7 +102,7 @@ export function markdown(r: Result): string {
 }
 
 export function title(s: Scenario): string {
-  return { floor: 'Floor', create: 'Create storm', rollout: 'Rollout storm', steady: 'Steady state', churn: 'Churn' }[s];
+  return { floor: 'Floor', create: 'Create storm', rollout: 'Rollout storm', steady: 'Steady state', churn: 'Churn', peer: 'Side by side' }[s];
 }
 
 export function writeResult(r: Result): { json: string; md: string } {

@@ -7,7 +7,7 @@
 // is at most the largest window p99 inside it (if no window has more than 1% of its samples above x,
 // neither has their union), and that bound is what is reported.
 import { writeMethods } from '../../operator/runtime/kube.js';
-import { BenchOperator, Metrics, procStat } from './operator.js';
+import { Metrics, procStat, type SampledProcess } from './operator.js';
 import { bucketDelta, histogramQuantile, percentile, round, type Bucket } from './stats.js';
 
 /** `pid` tells samples of a restarted operator apart: its counters start again from 0. */
@@ -65,13 +65,13 @@ export class Sampler {
   private readonly apiserverScrapes: { t: number; metrics: Metrics }[] = [];
 
   constructor(
-    private operator: BenchOperator | undefined,
+    private operator: SampledProcess | undefined,
     private readonly components: Record<string, number>,
     private readonly opts: { procMs: number; metricsMs: number; apiserverMetrics?: () => Promise<string> },
   ) {}
 
   /** Points the sampler at another operator process (a restart); earlier samples stay. */
-  setOperator(operator: BenchOperator | undefined): void {
+  setOperator(operator: SampledProcess | undefined): void {
     this.operator = operator;
   }
 

@@ -3,41 +3,12 @@
 // the startup pass over every object, and one periodic resync pass. Both passes change nothing, so
 // both must write nothing; writes are counted by the operator's own metric and, independently, in the
 // apiserver's audit log.
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { auditWrites } from '../lib/audit.js';
 import type { BenchContext } from '../lib/context.js';
 import { round } from '../lib/stats.js';
 import { createAndWait } from './create.js';
-
-const writeVerbs = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
-
-/** Writes by the operator's user agent in the audit log after byte `offset` and inside [from, to]. */
-export function auditWrites(path: string, offset: number, from: number, to: number): { writes: number; byVerb: Record<string, number> } | undefined {
-  if (!existsSync(path)) return undefined;
-  const size = statSync(path).size;
-  if (size < offset) return undefined; // rotated; not counted
-  const fd = openSync(path, 'r');
-  const buf = Buffer.alloc(size - offset);
-  readSync(fd, buf, 0, buf.length, offset);
-  closeSync(fd);
-  const byVerb: Record<string, number> = {};
-  let writes = 0;
-  for (const line of buf.toString('utf8').split('\n')) {
-    if (!line.includes('modelship-operator')) continue;
-    let e: { stage?: string; verb?: string; userAgent?: string; requestReceivedTimestamp?: string };
-    try {
-      e = JSON.parse(line) as typeof e;
-    } catch {
-      continue;
-    }
-    if (e.stage !== 'ResponseComplete' || !e.userAgent?.startsWith('modelship-operator') || !writeVerbs.has(e.verb ?? '')) continue;
-    const t = Date.parse(e.requestReceivedTimestamp ?? '');
-    if (t < from || t > to) continue;
-    writes++;
-    byVerb[e.verb!] = (byVerb[e.verb!] ?? 0) + 1;
-  }
-  return { writes, byVerb };
-}
 
 /**
  * Waits until the fresh operator process has finished `total` reconciles in all and its queue is
