@@ -311,6 +311,8 @@ async function runOperator(argv: string[]): Promise<void> {
     // Graceful: reconciles in flight finish while the lease is still renewed, then it is released.
     // Otherwise the term ends first (cutting off every request) and only then is the lease released.
     await controller.stop(graceful ? 20_000 : 0);
+    // The counts of event series not yet written (a few PATCHes at most).
+    if (graceful) await events.flush();
     await elector?.stop({ release: true, timeoutMs: 3_000 });
     for (const c of Object.values(caches) as ObjectCache<KubeObject>[]) c.stop();
     nodes?.stop();

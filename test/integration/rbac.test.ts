@@ -239,6 +239,15 @@ test('the chart\'s RBAC is exactly what the operator uses: nothing it asks for i
     await version(2);
     const v2 = (await waitMd('v2 at its gate', work, (m) => m.status?.rollout?.pauseReason === 'ManualGate')).status!.canaryRevision!.hash;
     t.true(await exists(Resources.Service, work, 'm-canary') && await exists(Resources.InferencePool, work, 'm-canary'));
+    // The same wrong promote twice: one Event, then a series on it (patch).
+    for (let i = 0; i < 2; i++) {
+      await annotate(work, 'modelship.io/promote', v1);
+      await waitMd('the wrong promote answered', work, (m) => !m.metadata?.annotations?.['modelship.io/promote']);
+    }
+    await waitFor('the repeat counted on the first Event', async () => {
+      const ignored = (await client.list<KubeObject & { reason?: string; series?: { count?: number } }>(Resources.Event, { namespace: work })).items.filter((e) => e.reason === 'OperationIgnored');
+      return ignored.length === 1 && ignored[0]!.series?.count === 2;
+    });
     await annotate(work, 'modelship.io/promote', v2);
     await waitMd('v2 promoted', work, (m) => m.status?.stableRevision?.hash === v2 && !m.status?.canaryRevision && !m.metadata?.annotations?.['modelship.io/promote']);
     await waitFor('v1, the canary Service and the canary pool deleted', async () => {
