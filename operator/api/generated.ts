@@ -187,6 +187,10 @@ export interface TrafficSpec {
    */
   router?: 'ReplicaRatio' | 'GatewayAPI' | 'InferencePool';
   port?: number;
+  /**
+   * When the Services <name>-stable and <name>-canary exist under the ReplicaRatio router. Auto: only while something reaches one revision through them (analysis or monitoring checks of type http or webhook). Always: <name>-stable while a revision serves and <name>-canary during a rollout, for people and tools that call one revision directly. The GatewayAPI and InferencePool routers always have both: they are the route's backends.
+   */
+  revisionServices?: 'Auto' | 'Always';
   gatewayAPI?: GatewayAPITraffic;
   inferencePool?: InferencePoolTraffic;
 }

@@ -7,7 +7,7 @@ import yaml from 'js-yaml';
 import type { ModelDeployment } from '../../operator/api/generated.js';
 import type { KubeObject } from '../../operator/runtime/kube.js';
 import { Resources } from '../../operator/runtime/resources.js';
-import { userAgentPrefix } from '../../operator/runtime/kube.js';
+import { isNotFound, userAgentPrefix } from '../../operator/runtime/kube.js';
 import { TestNamespaces, testCluster, waitFor } from '../cluster/cluster.js';
 import { writesSince } from '../support/audit.js';
 import { modelDeployment, withGpus, withReplicas, withSpec } from '../support/builders.js';
@@ -84,7 +84,7 @@ test('the quickstart serves: Deployment, Service, ready pods, Ready=True at the 
   const dep = await client.get<Obj>(Resources.Deployment, ns, `iris-${hash}`);
   t.is(dep.metadata?.labels?.['app.kubernetes.io/managed-by'], 'modelship');
   t.is(dep.metadata?.labels?.['modelship.io/revision'], hash);
-  t.is(dep.metadata?.labels?.['modelship.io/role'], 'stable');
+  t.is(dep.metadata?.labels?.['modelship.io/role'], undefined);
   t.is(dep.metadata?.ownerReferences?.[0]?.kind, 'ModelDeployment');
   t.is(dep.metadata?.ownerReferences?.[0]?.uid, md.metadata?.uid);
   const pod = dep.spec.template.spec;
@@ -104,8 +104,8 @@ test('the quickstart serves: Deployment, Service, ready pods, Ready=True at the 
 
   const svc = await client.get<Obj>(Resources.Service, ns, 'iris');
   t.deepEqual(svc.spec.selector, { 'app.kubernetes.io/instance': 'iris', 'app.kubernetes.io/managed-by': 'modelship', 'modelship.io/revision': hash });
-  const stableSvc = await client.get<Obj>(Resources.Service, ns, 'iris-stable');
-  t.is(stableSvc.spec.selector['modelship.io/revision'], hash);
+  // Nothing calls one revision by itself here (ReplicaRatio, no http or webhook checks): no `iris-stable`.
+  t.false(await client.get<Obj>(Resources.Service, ns, 'iris-stable').then(() => true, (err: unknown) => { if (isNotFound(err)) return false; throw err; }));
   t.is(svc.spec.ports[0].port, 80);
   t.is(svc.spec.ports[0].targetPort, 'http');
   const pods = await testCluster().core.listNamespacedPod({ namespace: ns, labelSelector: `modelship.io/revision=${hash}` });

@@ -255,8 +255,9 @@ export function runScenario(s: Scenario): Violation[] {
     if (!written) return;
     // 3. No revision serves all traffic without having walked its steps, unless promoted before.
     for (const e of p.events) {
-      const m = /all \d+ steps done: promoting (\w+)/.exec(e.message);
-      if (e.reason === 'StepAdvanced' && m) walked.add(m[1]!);
+      // Said once: by StepAdvanced when promotion then waits, or by Promoted when it follows at once.
+      const m = e.reason === 'StepAdvanced' ? /all \d+ steps done: promoting (\w+)/.exec(e.message) : e.reason === 'Promoted' ? /revision (\w+) .* is serving after all \d+ steps/.exec(e.message) : null;
+      if (m) walked.add(m[1]!);
     }
     const op = status.rollout?.lastOperation;
     if (op && op.kind === 'promote-full' && !op.result?.startsWith('ignored')) walked.add(op.revision!);

@@ -16,13 +16,14 @@ const runtimeOf = (m: ModelDeployment): ResolvedRuntime => {
   if (!r.ok) throw new Error(r.problems.join());
   return r.runtime;
 };
-const deployment = (m: ModelDeployment) => desiredDeployment({ md: m, hash: 'abc123', runtime: runtimeOf(m), role: 'stable', replicas: 2, fetcherImage: 'op:1' }) as any;
+const deployment = (m: ModelDeployment) => desiredDeployment({ md: m, hash: 'abc123', runtime: runtimeOf(m), replicas: 2, fetcherImage: 'op:1' }) as any;
 
 test('the Deployment is named per revision, owned, labelled, and selects only its revision', (t) => {
   const d = deployment(md());
   t.is(d.metadata.name, 'fraud-abc123');
   t.is(d.metadata.namespace, 'risk');
-  t.like(d.metadata.labels, { 'app.kubernetes.io/managed-by': 'modelship', 'app.kubernetes.io/instance': 'fraud', 'modelship.io/revision': 'abc123', 'modelship.io/role': 'stable' });
+  t.like(d.metadata.labels, { 'app.kubernetes.io/managed-by': 'modelship', 'app.kubernetes.io/instance': 'fraud', 'modelship.io/revision': 'abc123' });
+  t.is(d.metadata.labels['modelship.io/role'], undefined, 'no role label: it would change, and be patched, at every promotion');
   t.like(d.metadata.ownerReferences[0], { kind: 'ModelDeployment', name: 'fraud', uid: 'uid-1', controller: true });
   t.deepEqual(d.spec.selector.matchLabels, { 'modelship.io/revision': 'abc123', 'app.kubernetes.io/managed-by': 'modelship', 'app.kubernetes.io/instance': 'fraud', 'app.kubernetes.io/name': 'model-server' });
   t.is(d.spec.template.metadata.labels['modelship.io/role'], undefined, 'the role is not on pods: promotion must not restart them');

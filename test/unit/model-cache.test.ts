@@ -405,7 +405,7 @@ function built(spec: Partial<ModelDeployment['spec']>, modelCache?: CacheConfig)
   md.metadata!.uid = 'uid-1';
   const r = resolveRuntime(md.spec, 'fraud');
   if (!r.ok) throw new Error(r.problems.join());
-  return desiredDeployment({ md, hash: 'abc123', runtime: r.runtime, role: 'stable', replicas: 1, fetcherImage: 'op:1', ...(modelCache ? { modelCache } : {}) });
+  return desiredDeployment({ md, hash: 'abc123', runtime: r.runtime, replicas: 1, fetcherImage: 'op:1', ...(modelCache ? { modelCache } : {}) });
 }
 const model = (extra: Record<string, unknown>) => ({ model: { uri: 'https://models.example.com/iris/v1/model.joblib', version: '1', format: 'sklearn' as const, ...extra } });
 

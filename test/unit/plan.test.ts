@@ -32,6 +32,8 @@ const cond = (s: { conditions?: { type: string }[] }, type: string) => s.conditi
 test('a new ModelDeployment: desired Deployment, Service; Pending until replicas are ready', (t) => {
   const p = plan(md(withReplicas(2)), obs(), ctx);
   t.deepEqual(p.apply.map((o) => o.kind), ['Deployment', 'Service']);
+  t.is((p.apply[1] as any).spec.selector['modelship.io/revision'], revisionHash(md(withReplicas(2)).spec),
+    'the Service selects the first revision from the start: promoting it re-points nothing');
   t.is(p.status.phase, 'Pending');
   t.like(cond(p.status, 'Ready'), { status: 'False', reason: 'WaitingForReplicas', observedGeneration: 3 });
   t.like(cond(p.status, 'Progressing'), { status: 'True', reason: 'Deploying' });
@@ -76,7 +78,10 @@ test('a new revision keeps the old one serving until it is ready, then supersede
   t.deepEqual(rolling.delete, [], 'the old revision stays while the new one is not ready');
   t.like(cond(rolling.status, 'Ready'), { status: 'True', reason: 'StableServing' });
   t.is(rolling.status.phase, 'Progressing');
-  t.is((rolling.apply[0] as any).metadata.labels['modelship.io/role'], 'canary');
+  t.is((rolling.apply[0] as any).metadata.labels['modelship.io/role'], undefined, 'no role label: it would change at promotion');
+  const services = (p: typeof rolling) => p.apply.filter((o) => o.kind === 'Service').map((o) => o.metadata?.name);
+  t.deepEqual(services(rolling), ['iris'], 'ReplicaRatio with no check that calls a revision: no revision Services');
+  t.true(rolling.remove.some((r) => r.kind === 'Service' && r.name === 'iris-canary') && rolling.remove.some((r) => r.kind === 'Service' && r.name === 'iris-stable'));
   const done = plan({ ...v2, status: rolling.status }, obs([h1, deploymentObs(h1, 2, 2)], [h2, deploymentObs(h2, 2, 2)]), ctx);
   t.deepEqual(done.delete, [], 'the old revision stays warm for scaleDownDelaySeconds');
   t.deepEqual(done.status.retiring?.map((r) => r.hash), [h1]);
@@ -85,7 +90,31 @@ test('a new revision keeps the old one serving until it is ready, then supersede
   const later = plan({ ...v2, status: done.status }, obs([h1, deploymentObs(h1, 2, 2)], [h2, deploymentObs(h2, 2, 2)]), { ...ctx, now: new Date(now.getTime() + 31_000) });
   t.deepEqual(later.delete.map((d) => d.metadata?.name), [`iris-${h1}`]);
   t.deepEqual(done.status.history?.map((h) => [h.modelVersion, h.outcome]), [['2', 'Promoted'], ['1', 'Promoted']]);
-  t.is((done.apply[0] as any).metadata.labels['modelship.io/role'], 'stable');
+  t.deepEqual(done.apply.find((o) => o.metadata?.name === `iris-${h2}`), rolling.apply.find((o) => o.metadata?.name === `iris-${h2}`),
+    'promotion writes nothing to the canary\'s Deployment: it is already at full size');
+  t.deepEqual(done.events.map((e) => [e.reason, e.message]), [['Promoted', `revision ${h2} (model 2) is serving`]], 'one event says the promotion');
+});
+
+test('the revision Services exist only where something calls one revision: http or webhook checks, a gateway, or Always', (t) => {
+  const during = (spec: Partial<ModelDeployment['spec']>) => {
+    const v1 = md(withReplicas(2));
+    Object.assign(v1.spec, spec);
+    const h1 = revisionHash(v1.spec);
+    const served = plan(v1, obs([h1, deploymentObs(h1, 2, 2)]), ctx).status;
+    const v2 = { ...v1, spec: { ...v1.spec, model: { ...v1.spec.model, version: '2' } }, status: served };
+    const h2 = revisionHash(v2.spec);
+    const rolling = plan(v2, obs([h1, deploymentObs(h1, 2, 2)], [h2, deploymentObs(h2, 2, 1)]), ctx);
+    const names = (p: typeof rolling) => p.apply.filter((o) => o.kind === 'Service').map((o) => o.metadata?.name).sort();
+    return { steady: names(plan({ ...v1, status: served }, obs([h1, deploymentObs(h1, 2, 2)]), ctx)), rolling: names(rolling) };
+  };
+  t.deepEqual(during({}), { steady: ['iris'], rolling: ['iris'] });
+  const http = { rollout: { analysis: { checks: [{ name: 'smoke', http: { path: '/v2/models/iris/ready' } }] } } };
+  t.deepEqual(during(http), { steady: ['iris', 'iris-stable'], rolling: ['iris', 'iris-canary', 'iris-stable'] });
+  const webhook = { monitoring: { checks: [{ name: 'hook', webhook: { url: 'http://hooks.monitoring.svc/check' } }] } };
+  t.deepEqual(during(webhook as Partial<ModelDeployment['spec']>), { steady: ['iris', 'iris-stable'], rolling: ['iris', 'iris-canary', 'iris-stable'] });
+  const prometheus = { rollout: { analysis: { checks: [{ name: 'errors', prometheus: { address: 'http://prometheus.monitoring.svc:9090', query: 'up' }, pass: { max: 1 } }] } } };
+  t.deepEqual(during(prometheus), { steady: ['iris'], rolling: ['iris'] }, 'a Prometheus query calls no revision');
+  t.deepEqual(during({ traffic: { revisionServices: 'Always' } }), { steady: ['iris', 'iris-stable'], rolling: ['iris', 'iris-canary', 'iris-stable'] });
 });
 
 test('an invalid spec applies and deletes nothing and keeps what serves', (t) => {
@@ -137,7 +166,7 @@ test('AutoscalingReady says when Prometheus autoscaling has no external metrics 
   const h = revisionHash(m.spec);
   const missing = plan(m, obs([h, deploymentObs(h, 1, 1)]), { ...ctx, externalMetricsAvailable: false });
   t.like(cond(missing.status, 'AutoscalingReady'), { status: 'False', reason: 'ExternalMetricsUnavailable' });
-  t.deepEqual(missing.apply.map((o) => o.kind), ['Deployment', 'Service', 'Service', 'HorizontalPodAutoscaler']);
+  t.deepEqual(missing.apply.map((o) => o.kind), ['Deployment', 'Service', 'HorizontalPodAutoscaler']);
   const present = plan(m, obs([h, deploymentObs(h, 1, 1)]), { ...ctx, externalMetricsAvailable: true });
   t.like(cond(present.status, 'AutoscalingReady'), { status: 'True', reason: 'HPAConfigured' });
   const none = plan({ ...md(), status: present.status }, obs([h, deploymentObs(h, 1, 1)]), ctx);

@@ -1,7 +1,7 @@
 // The Deployment that serves one revision of a model. Pure: same inputs, same object.
 import type { ModelDeployment, Toleration } from '../../api/generated.js';
 import type { KubeObject } from '../../api/object.js';
-import { commonLabels, deploymentName, ownedMetadata, podLabels, revisionLabel, roleLabel, modelVersionLabel, type Role } from '../labels.js';
+import { commonLabels, deploymentName, ownedMetadata, podLabels, revisionLabel, modelVersionLabel } from '../labels.js';
 import { modelCacheArgs, modelCacheMountPath, modelCacheVolume, modelCacheVolumeName, type ModelCache } from '../model-cache.js';
 import { modelMountPath } from '../presets.js';
 import type { ResolvedRuntime } from '../resolve.js';
@@ -12,7 +12,6 @@ export interface DeploymentInput {
   md: ModelDeployment;
   hash: string;
   runtime: ResolvedRuntime;
-  role: Role;
   replicas: number;
   /** The operator's own image: its `modelship fetch` command downloads and verifies the model. */
   fetcherImage: string;
@@ -115,7 +114,7 @@ function modelSourcing(input: DeploymentInput): ModelSourcing {
 }
 
 export function desiredDeployment(input: DeploymentInput): KubeObject {
-  const { md, hash, runtime, role, replicas } = input;
+  const { md, hash, runtime, replicas } = input;
   const spec = md.spec;
   const labels = podLabels(md, hash);
   const sourcing = modelSourcing(input);
@@ -159,7 +158,9 @@ export function desiredDeployment(input: DeploymentInput): KubeObject {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
     metadata: {
-      ...ownedMetadata(md, deploymentName(md, hash), { [revisionLabel]: hash, [roleLabel]: role, [modelVersionLabel]: spec.model.version }),
+      // No stable/canary role label: it would change at every promotion, one patch per rollout for a
+      // label status.stableRevision already says. Pods are selected by revision.
+      ...ownedMetadata(md, deploymentName(md, hash), { [revisionLabel]: hash, [modelVersionLabel]: spec.model.version }),
       // The revision's spec lives as long as its pods: trimming status.history cannot lose what serves.
       // The images it runs are recorded too, so an operator upgrade does not change them (runtime-pin.ts).
       annotations: {

@@ -1,6 +1,6 @@
 // The Service `<md>` in front of every serving revision (ReplicaRatio routing: the canary's share of
 // traffic follows its share of ready pods).
-import type { ModelDeployment } from '../../api/generated.js';
+import type { Check, ModelDeployment } from '../../api/generated.js';
 import type { KubeObject } from '../../api/object.js';
 import { instanceLabel, managedBy, managedByLabel, ownedMetadata, revisionLabel, roleLabel, type Role } from '../labels.js';
 
@@ -24,6 +24,19 @@ export function desiredService(md: ModelDeployment, onlyRevision?: string): Kube
       ports: [{ name: 'http', port: servicePort(md), targetPort: 'http', protocol: 'TCP' }],
     },
   };
+}
+
+/**
+ * Whether `<md>-stable` and `<md>-canary` exist. A gateway's route has them as its backends; otherwise
+ * (ReplicaRatio) only checks that call one revision reach them (http, and webhooks, which are told
+ * their URLs), unless the spec asks for them always. Each is a ClusterIP and an EndpointSlice that
+ * every pod change of its revision rewrites, and its selector is patched at every promotion: kept
+ * only where something uses it.
+ */
+export function revisionServicesWanted(md: ModelDeployment, gateway: boolean): boolean {
+  if (gateway || md.spec.traffic?.revisionServices === 'Always') return true;
+  const callsRevision = (checks: Check[] | undefined) => !!checks?.some((c) => c.http || c.webhook);
+  return callsRevision(md.spec.rollout?.analysis?.checks) || callsRevision(md.spec.monitoring?.checks);
 }
 
 /** `<md>-stable` and `<md>-canary`: one revision each, for analysis requests and Gateway API routes. */

@@ -77,7 +77,7 @@ function waitAtZero(d: Decision, canary: RevisionState, steps: RolloutStep[], i:
   d.stableReplicas = 0;
   d.route = { canaryWeight: 0, mirrorPercent: 0, canaryReady: false };
   d.canaryTraffic = false;
-  d.apply.push(d.deployment(canary, 'canary', 0));
+  d.apply.push(d.deployment(canary, 0));
   d.status.canaryWeight = 0;
   delete d.status.mirrorWeight;
   d.progressing = d.condition('Progressing', 'True', 'ScaledToZero',
@@ -185,6 +185,7 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
   let held: Held = md.spec.paused ? 'Paused' : capacityBlocked ? 'CapacityBlocked' : inconclusive.length ? 'Inconclusive' : '';
   const step = steps[i];
   let done = false;
+  let skipped = false;
   if (!held && step) {
     if (step.setWeight !== undefined || step.setMirror !== undefined) done = canaryUp && roundDone;
     else if (step.pause?.duration) {
@@ -195,7 +196,7 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
   }
   for (const op of d.pending('promote', 'promote-full')) {
     if (op.revision !== canary.hash) d.actOn(op, `ignored: the canary is ${canary.hash}`);
-    else if (op.kind === 'promote-full') { i = n; done = false; held = ''; d.actOn(op, 'skipping to full promotion'); d.rollout.stepStartedAt = now; }
+    else if (op.kind === 'promote-full') { i = n; done = false; held = ''; skipped = true; d.actOn(op, 'skipping to full promotion'); d.rollout.stepStartedAt = now; }
     else if (op.step !== undefined && op.step !== i) d.actOn(op, `ignored: it was given at step ${op.step + 1}, and the canary is at step ${Math.min(i + 1, n)}/${n}`);
     else if (step) { done = true; held = ''; d.actOn(op, `released step ${i + 1}/${n} (${describeStep(steps, i)})`); }
     else d.actOn(op, 'ignored: already promoting');
@@ -203,7 +204,7 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
   if (done) {
     i += 1;
     d.rollout.stepStartedAt = now;
-    d.events.push({ type: 'Normal', reason: 'StepAdvanced', message: i < n ? `step ${i + 1}/${n}: ${describeStep(steps, i)}` : `all ${n} steps done: promoting ${canary.hash}` });
+    if (i < n) d.events.push({ type: 'Normal', reason: 'StepAdvanced', message: `step ${i + 1}/${n}: ${describeStep(steps, i)}` });
     d.soon(50);
   }
   d.rollout.step = i;
@@ -226,9 +227,12 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
   // re-pointing the revision Services never sends a request to the old stable's last pods.
   if (!guarded.reached || (gateway && i >= n && d.liveWeight < 100)) d.soon(1_000);
   if (i >= n && fullyReady(canary, total) && !held && (!gateway || (guarded.weight >= 100 && d.liveWeight >= 100))) {
-    promote(d, canary);
+    promote(d, canary, n && !skipped ? ` after all ${n} steps` : '');
     return;
   }
+  // The last step is done but promotion waits (full canary capacity, the route): said once. When
+  // promotion follows at once, Promoted says it alone.
+  if (done && i >= n) d.events.push({ type: 'Normal', reason: 'StepAdvanced', message: `all ${n} steps done: promoting ${canary.hash} once it has full capacity` });
   const version = canary.spec.model.version;
   const stepText = i < n ? `step ${i + 1}/${n}: ${describeStep(steps, i)}` : n ? 'all steps done, waiting for full canary capacity' : `${canary.ready}/${total} replicas ready`;
   const heldText = held === 'Paused' ? ' (paused by spec.paused)' : held === 'Inconclusive' ? ` (analysis inconclusive: ${inconclusive.map((r) => r.message).join('; ')})` : held === 'CapacityBlocked' ? ` (blocked: ${canary.trouble?.message ?? ''})` : '';
@@ -238,7 +242,7 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
   d.soon(5_000);
   if (held === 'Inconclusive') d.inconclusive = inconclusive.map((r) => `${r.check}: ${r.message}`).join('; ');
   if (capacityBlocked) d.capacityBlocked = canary.trouble!.message;
-  d.apply.push(d.deployment(canary, 'canary', guarded.canaryReplicas));
+  d.apply.push(d.deployment(canary, guarded.canaryReplicas));
   d.status.canaryWeight = guarded.weight;
   const mirror = mirrorAt(steps, i);
   if (mirror) d.status.mirrorWeight = mirror;
@@ -246,12 +250,12 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
 }
 
 /** The canary becomes stable; the old stable stays warm for scaleDownDelaySeconds, then is removed. */
-function promote(d: Decision, canary: RevisionState): void {
+function promote(d: Decision, canary: RevisionState, how: string): void {
   const { restoring, stableHash } = d;
   d.status.stableRevision = revisionInfo(canary.spec, canary.hash, canary.runtime, d.now);
   d.finish(canary.spec, canary.hash, canary.runtime.image, 'Promoted', restoring ? `restored: revision ${stableHash} failed monitoring` : '');
   d.retire(stableHash!, restoring ? 'rolled back by monitoring' : 'superseded by promotion');
-  d.events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${canary.hash} (model ${canary.spec.model.version}) is serving` });
+  d.events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${canary.hash} (model ${canary.spec.model.version}) is serving${how}` });
   delete d.status.canaryRevision;
   // After a restore the spec still names the rejected revision: it stays rejected until retried.
   if (!restoring) delete d.status.rejectedRevision;
@@ -261,5 +265,5 @@ function promote(d: Decision, canary: RevisionState): void {
   d.route = { canaryWeight: 0, mirrorPercent: 0, canaryReady: false };
   d.stableReplicas = d.total;
   d.progressing = d.condition('Progressing', 'False', 'Complete', `revision ${canary.hash} is fully rolled out`);
-  d.apply.push(d.deployment(canary, 'stable', d.total));
+  d.apply.push(d.deployment(canary, d.total));
 }

@@ -6,7 +6,7 @@ import { desiredHpa, scalerFor } from '../desired/hpa.js';
 import { desiredScaledObject } from '../desired/scaledobject.js';
 import { desiredHttpRoute } from '../desired/httproute.js';
 import { desiredInferencePool } from '../desired/inferencepool.js';
-import { desiredRevisionService, desiredService } from '../desired/service.js';
+import { desiredRevisionService, desiredService, revisionServicesWanted } from '../desired/service.js';
 import { revisionLabel } from '../labels.js';
 import { resolveRuntime } from '../resolve.js';
 import type { Decision } from './decision.js';
@@ -22,16 +22,20 @@ export function buildChildren(d: Decision): void {
 
   const servingHash = status.stableRevision?.hash;
   if (stable && servingHash === stableHash) {
-    d.apply.push(d.deployment(stable, 'stable', d.stableReplicas));
+    d.apply.push(d.deployment(stable, d.stableReplicas));
   }
+  const revisionServices = revisionServicesWanted(md, d.gateway);
   if (servingHash) {
     d.apply.push(desiredService(md, d.canaryTraffic ? undefined : servingHash));
-    d.apply.push(desiredRevisionService(md, 'stable', servingHash));
+    if (revisionServices) d.apply.push(desiredRevisionService(md, 'stable', servingHash));
+    else d.remove.push({ kind: 'Service', name: `${name}-stable` });
   } else {
-    d.apply.push(desiredService(md));
+    // Before the first promotion only the first revision can serve: selecting it from the start saves
+    // re-pointing the Service when it is promoted.
+    d.apply.push(desiredService(md, d.hash));
   }
   const canaryBackend = d.canaryState?.hash ?? d.drainingHash;
-  if (canaryBackend) d.apply.push(desiredRevisionService(md, 'canary', canaryBackend));
+  if (canaryBackend && revisionServices) d.apply.push(desiredRevisionService(md, 'canary', canaryBackend));
   else d.remove.push({ kind: 'Service', name: `${name}-canary` });
   // InferencePools, beside the Services of the same names (analysis and mirroring use the Services).
   // A pool's target port is its own revision's: a runtime change may move the server's port.

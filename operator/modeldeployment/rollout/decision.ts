@@ -302,14 +302,14 @@ export class Decision {
    * The Deployment of a revision, built from its own spec, with the images it was built with unless a
    * runtime upgrade of it was released (runtime-pin.ts).
    */
-  deployment(r: RevisionState, role: 'stable' | 'canary', replicas: number): KubeObject {
+  deployment(r: RevisionState, replicas: number): KubeObject {
     const live = this.obs.deployments.get(r.hash);
     // Like its images, a serving revision keeps the size limit it was built with: a new operator
     // default must not restart every model's pods.
     const sizeLimit = r.spec.model.sizeLimit ?? (live ? modelVolumeSizeLimit(live) : this.ctx.modelSizeLimit);
     // And the model cache: enabling or changing it reaches new revisions only (model-cache.ts).
     const modelCache = modelCacheFor(live, this.ctx.modelCache);
-    const built = desiredDeployment({ md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: r.runtime, role, replicas, fetcherImage: this.ctx.fetcherImage, ...(sizeLimit ? { modelSizeLimit: sizeLimit } : {}), ...(modelCache ? { modelCache } : {}) });
+    const built = desiredDeployment({ md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: r.runtime, replicas, fetcherImage: this.ctx.fetcherImage, ...(sizeLimit ? { modelSizeLimit: sizeLimit } : {}), ...(modelCache ? { modelCache } : {}) });
     const recorded = recordedImages(live);
     const wanted = recordedImages(built);
     const differ = recorded && wanted ? imagesDiffer(recorded, wanted) : undefined;
@@ -317,7 +317,7 @@ export class Decision {
     this.outdated.set(r.hash, differ);
     if (this.status.runtimeUpgrade?.revision === r.hash) return built;
     return desiredDeployment({
-      md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: { ...r.runtime, image: recorded.server }, role, replicas,
+      md: { ...this.md, spec: r.spec }, hash: r.hash, runtime: { ...r.runtime, image: recorded.server }, replicas,
       fetcherImage: recorded.fetcher ?? this.ctx.fetcherImage, ...(sizeLimit ? { modelSizeLimit: sizeLimit } : {}), ...(modelCache ? { modelCache } : {}),
     });
   }

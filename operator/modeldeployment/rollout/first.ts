@@ -6,7 +6,7 @@ export function deployFirst(d: Decision): void {
   const { md, hash, total, now } = d;
   for (const op of d.pending('promote', 'promote-full', 'abort', 'upgrade-runtime')) d.actOn(op, 'ignored: no revision serves yet');
   const target = d.revision(hash)!;
-  d.apply.push(d.deployment(target, 'stable', total));
+  d.apply.push(d.deployment(target, total));
   const ready = fullyReady(target, total);
   if (ready) {
     d.status.stableRevision = revisionInfo(md.spec, hash, target.runtime, now);

@@ -30,7 +30,7 @@ export function holdSteady(d: Decision): void {
 /** A released runtime upgrade: the stable revision's pods roll over to this operator's template. */
 function upgradeRuntime(d: Decision, stable: NonNullable<Decision['stable']>): void {
   const { stableHash, total, status } = d;
-  d.deployment(stable, 'stable', total);
+  d.deployment(stable, total);
   const outdated = d.outdated.get(stableHash!);
   for (const op of d.pending('upgrade-runtime')) {
     if (op.revision !== stableHash) d.actOn(op, `ignored: the serving revision is ${stableHash}`);
