@@ -25,7 +25,7 @@ import { instanceLabel, managedSelector } from './modeldeployment/labels.js';
 import { reconcile, type ReconcilerDeps } from './modeldeployment/reconcile.js';
 import { AnalysisRunner, clusterIpServiceUrl, inClusterServiceUrl, serviceUrlFromTemplate } from './modeldeployment/analysis/run.js';
 import { MonitoringRunner } from './modeldeployment/monitoring/run.js';
-import { podSummary } from './modeldeployment/status.js';
+import { podChanged, podSummary } from './modeldeployment/status.js';
 import { parseEndpointPicker } from './modeldeployment/desired/inferencepool.js';
 import { modelCacheConfig, newFetchReport, withFetchReport } from './modeldeployment/model-cache.js';
 
@@ -83,10 +83,14 @@ async function runOperator(argv: string[]): Promise<void> {
     onUpsert: (obj) => enqueueOwner(obj),
     onDelete: (obj) => enqueueOwner(obj),
   };
+  // A child changes in bursts: a Deployment's status is written as its ReplicaSet's is, pods go
+  // scheduled → running → ready, and the operator's own writes come back. Waiting a moment makes each
+  // burst one reconcile instead of one per event. A change to the ModelDeployment itself is not delayed.
+  const childEventDelayMs = 200;
   function enqueueOwner(obj: KubeObject) {
     const owner = obj.metadata?.ownerReferences?.find((r) => r.kind === 'ModelDeployment' && r.controller);
     const name = owner?.name ?? obj.metadata?.labels?.[instanceLabel];
-    controller.enqueue(obj.metadata?.namespace, name);
+    controller.enqueueAfter(obj.metadata?.namespace, name, childEventDelayMs);
   }
   // Children are indexed by the ModelDeployment they belong to, so a reconcile never scans a namespace.
   const byInstance = (obj: KubeObject) => {
@@ -172,7 +176,7 @@ async function runOperator(argv: string[]): Promise<void> {
     hpas: informer(Resources.HorizontalPodAutoscaler, toOwner, managedSelector),
     // Pods keep their fetcher's model cache report, counted once when it appears (model-cache.ts).
     pods: informer(Resources.Pod, {
-      onUpsert: (pod, old) => { countFetchReport(pod, old); enqueueOwner(pod); },
+      onUpsert: (pod, old) => { countFetchReport(pod, old); if (podChanged(pod, old)) enqueueOwner(pod); },
       onDelete: (pod) => enqueueOwner(pod),
     }, managedSelector, (obj) => withFetchReport(podSummary(obj), obj)),
   };

@@ -3,16 +3,35 @@
 import { createHash } from 'node:crypto';
 import type { ModelDeploymentSpec } from './generated.js';
 
-/** JSON with object keys sorted at every depth, so equal specs always hash equally. */
+/**
+ * JSON with object keys sorted at every depth, so equal specs always hash equally. Every reconcile
+ * runs it over each desired child (the applied hash), so it builds one string without intermediate
+ * arrays; its output must never change, because revision hashes name Deployments
+ * (test/unit/runtime-helpers.test.ts holds it to the plain definition).
+ */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i) out += ',';
+      // As Array.prototype.join: an element with no JSON form is empty.
+      out += canonicalJson(value[i]) ?? '';
+    }
+    return `${out}]`;
   }
-  return JSON.stringify(value);
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    if (!first) out += ',';
+    first = false;
+    out += `${JSON.stringify(k)}:${canonicalJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 export type RevisionSpec = Pick<ModelDeploymentSpec, 'model' | 'runtime' | 'resources' | 'scheduling'>;

@@ -104,6 +104,18 @@ export function podSummary(obj: KubeObject): KubeObject {
   };
 }
 
+/**
+ * Whether a pod update can change a decision: its summary (phase, scheduling, readiness, containers,
+ * deletion, labels) differs, not only its resourceVersion. A pod's status is written several times on
+ * its way up (IPs, timestamps, conditions nobody here reads); each would otherwise be a reconcile.
+ */
+export function podChanged(pod: KubeObject, old: KubeObject | undefined): boolean {
+  if (!old) return true;
+  const { resourceVersion: _a, ...meta } = pod.metadata ?? {};
+  const { resourceVersion: _b, ...oldMeta } = old.metadata ?? {};
+  return JSON.stringify([meta, (pod as PodLike).status]) !== JSON.stringify([oldMeta, (old as PodLike).status]);
+}
+
 /** The worst thing wrong with a revision's pods, named the way `kubectl describe` would. */
 export function podTrouble(pods: KubeObject[]): PodTrouble | undefined {
   let worst: PodTrouble | undefined;

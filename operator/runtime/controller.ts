@@ -41,6 +41,11 @@ export class Controller {
     if (namespace && name) this.queue.add(`${namespace}/${name}`);
   }
 
+  /** Enqueues after `ms`: the events of one burst (a key queued already or due sooner) are one reconcile. */
+  enqueueAfter(namespace: string | undefined, name: string | undefined, ms: number): void {
+    if (namespace && name) this.queue.addAfter(`${namespace}/${name}`, ms);
+  }
+
   get isRunning(): boolean {
     return this.running;
   }

@@ -464,7 +464,17 @@ export class KubeClient {
       if (code !== 200) throw statusError('GET', path, code, await readBody(res).catch(() => ''));
       res.setEncoding('utf8');
       const chunks = (res as AsyncIterable<string>)[Symbol.asyncIterator]();
-      let pending = '';
+      // One timer per watch that checks when data last came, instead of one timer per chunk.
+      clearTimeout(timer);
+      let lastData = Date.now();
+      const check = () => {
+        const quiet = Date.now() - lastData;
+        if (quiet >= opts.stallMs) stall.abort();
+        else timer = setTimeout(check, opts.stallMs - quiet);
+      };
+      timer = setTimeout(check, opts.stallMs);
+      // The start of an event whose end has not arrived yet.
+      let partial = '';
       for (;;) {
         let next: IteratorResult<string>;
         try {
@@ -475,13 +485,15 @@ export class KubeClient {
           throw connectionError('GET', `${path} (watch)`, err, signal);
         }
         if (next.done) return;
-        clearTimeout(timer);
-        timer = setTimeout(() => stall.abort(), opts.stallMs);
-        pending += next.value;
+        lastData = Date.now();
+        const chunk = next.value;
+        // Each event is one line: cut the chunk at its newlines, never re-scanning what was scanned.
+        let from = 0;
         let newline;
-        while ((newline = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, newline);
-          pending = pending.slice(newline + 1);
+        while ((newline = chunk.indexOf('\n', from)) >= 0) {
+          const line = partial ? partial + chunk.slice(from, newline) : chunk.slice(from, newline);
+          partial = '';
+          from = newline + 1;
           if (!line.trim()) continue;
           let event: WatchEvent<T>;
           try {
@@ -501,6 +513,7 @@ export class KubeClient {
             return;
           }
         }
+        if (from < chunk.length) partial += chunk.slice(from);
       }
     } finally {
       clearTimeout(timer);

@@ -1,9 +1,11 @@
 import test from 'ava';
+import fc from 'fast-check';
 import { canonicalJson, revisionHash } from '../../operator/api/revision.js';
 import { isSubset, appliedHash } from '../../operator/modeldeployment/reconcile.js';
 import { WriteExpectations } from '../../operator/runtime/expectations.js';
 import { microTime } from '../../operator/runtime/events.js';
 import { apiPath } from '../../operator/runtime/kube.js';
+import { podChanged, podSummary } from '../../operator/modeldeployment/status.js';
 import { Resources } from '../../operator/runtime/resources.js';
 import { modelDeployment } from '../support/builders.js';
 
@@ -18,6 +20,28 @@ test('the revision hash covers model, runtime, resources and scheduling, and not
   t.not(revisionHash({ ...base, resources: { limits: { memory: '1Gi' } } }), h);
   t.not(revisionHash({ ...base, scheduling: { nodeSelector: { a: 'b' } } }), h);
   t.is(revisionHash({ ...base, model: { format: base.model.format, version: base.model.version, uri: base.model.uri } }), h, 'key order does not matter');
+});
+
+/** The plain definition canonicalJson is held to: its output must never change (revision hashes name Deployments). */
+function canonicalJsonReference(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJsonReference).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJsonReference(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+test('canonical JSON is the plain definition\'s, byte for byte, on any JSON value (with undefined mixed in)', (t) => {
+  const withUndefined = fc.letrec((tie) => ({
+    value: fc.oneof({ depthSize: 'small' }, fc.jsonValue({ maxDepth: 1 }), fc.constant(undefined), tie('array'), tie('object')),
+    array: fc.array(tie('value'), { maxLength: 5 }),
+    object: fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('a', 'B', 'é', '\u00e9', '__proto__x', '10', '9')), tie('value'), { maxKeys: 6 }),
+  }));
+  fc.assert(fc.property(withUndefined.value, (v) => canonicalJson(v) === canonicalJsonReference(v)), { numRuns: 2_000 });
+  t.pass();
 });
 
 test('canonical JSON sorts keys at every depth and drops undefined', (t) => {
@@ -105,4 +129,17 @@ test('list pages are sized to about 1 MB from the objects of the page before, be
   t.is(nextPageSize(100, 10, 5_000_000), 25);
   t.is(nextPageSize(100, 0, 0), 100);
   t.is(nextPageSize(250, 40, 0), 250);
+});
+
+test('a pod update reconciles only when what the decision reads of it changed', (t) => {
+  const pod = (extra: Record<string, unknown> = {}, rv = '1') => podSummary({
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name: 'p', namespace: 'ml', resourceVersion: rv, labels: { 'modelship.io/revision': 'abc' } },
+    status: { phase: 'Running', podIP: `10.0.0.${rv}`, conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: `t${rv}` }, { type: 'Initialized', status: 'True' }], ...extra },
+  });
+  t.true(podChanged(pod(), undefined), 'a new pod');
+  t.false(podChanged(pod({}, '2'), pod()), 'a new resourceVersion, IP and timestamps: nothing the decision reads');
+  t.true(podChanged(pod({ conditions: [{ type: 'Ready', status: 'True' }] }, '3'), pod()), 'readiness');
+  t.true(podChanged(pod({ containerStatuses: [{ name: 'server', restartCount: 1 }] }, '3'), pod({ containerStatuses: [{ name: 'server', restartCount: 0 }] })), 'a restart');
+  t.true(podChanged({ ...pod({}, '4'), metadata: { ...pod().metadata, resourceVersion: '4', deletionTimestamp: 'now' } }, pod()), 'deletion');
 });
