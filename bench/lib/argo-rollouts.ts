@@ -150,11 +150,10 @@ export class ArgoRolloutsController implements SampledProcess {
     this.healthzPort = await freePort();
     const fd = openSync(this.logFile, 'a');
     const setpriv = existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--'] : [];
-    // Its defaults otherwise (10 rollout workers, leader election off as one replica runs); warnings only,
-    // so its log costs what the operator's costs.
+    // Its defaults otherwise, as the operator runs with its own: 10 rollout workers, log level info
+    // (the operator's is info too). Leader election is off for both: one replica runs.
     const argv = [...setpriv, argoRolloutsBinary, `--kubeconfig=${this.opts.kubeconfig}`, '--leader-elect=false',
-      `--metricsPort=${this.metricsPort}`, `--healthzPort=${this.healthzPort}`,
-      `--qps=${this.opts.qps}`, `--burst=${this.opts.burst}`, '--loglevel=warn', '--logformat=json'];
+      `--metricsPort=${this.metricsPort}`, `--healthzPort=${this.healthzPort}`, `--qps=${this.opts.qps}`, `--burst=${this.opts.burst}`];
     this.child = spawn(argv[0]!, argv.slice(1), {
       cwd: repoRoot,
       stdio: ['ignore', fd, fd],
