@@ -78,13 +78,9 @@ export async function peer(ctx: BenchContext): Promise<boolean> {
   const audit = ctx.state.auditLog;
   const offset = existsSync(audit) ? statSync(audit).size : 0;
   const agent = argo ? argoRolloutsUserAgent : 'modelship-operator';
-  // Argo's basic canary (no traffic router) scales the old ReplicaSet down at promotion: the matching
-  // ModelDeployment keeps no old revision warm either (scaleDownDelaySeconds 0, where the other
-  // scenarios keep it 5 s).
   const models = Array.from({ length: n }, (_, i) => {
     const md = benchModel(i, ctx.namespace);
     md.spec.replicas = replicas;
-    md.spec.rollout = { ...md.spec.rollout, scaleDownDelaySeconds: 0 };
     return md;
   });
   const watch = argo ? new RolloutWatch(ctx.state.kubeconfig, ctx.namespace) : undefined;

@@ -92,7 +92,9 @@ test('a new revision keeps the old one serving until it is ready, then supersede
   t.deepEqual(done.status.history?.map((h) => [h.modelVersion, h.outcome]), [['2', 'Promoted'], ['1', 'Promoted']]);
   t.deepEqual(done.apply.find((o) => o.metadata?.name === `iris-${h2}`), rolling.apply.find((o) => o.metadata?.name === `iris-${h2}`),
     'promotion writes nothing to the canary\'s Deployment: it is already at full size');
-  t.deepEqual(done.events.map((e) => [e.reason, e.message]), [['Promoted', `revision ${h2} (model 2) is serving`]], 'one event says the promotion');
+  t.deepEqual(rolling.events, [], 'a rollout that starts is in status, not an Event');
+  t.deepEqual(done.events.map((e) => e.reason), ['Promoted'], 'one event says the promotion');
+  t.regex(done.events[0]!.message, new RegExp(`^revision ${h2} \\(model 2\\) is serving; its rollout beside ${h1} began at 2026-11-26T10:00:00`));
 });
 
 test('the revision Services exist only where something calls one revision: http or webhook checks, a gateway, or Always', (t) => {

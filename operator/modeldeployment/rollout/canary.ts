@@ -91,7 +91,8 @@ function start(d: Decision, canary: RevisionState): void {
   d.resetRollout({ step: 0, startedAt: now, stepStartedAt: now });
   d.status.analysis = { results: [] };
   d.history = [historyEntry(canary.spec, canary.hash, canary.runtime.image, now, '', 'Progressing'), ...d.history.filter((e) => !(e.revision === canary.hash && e.outcome === 'Progressing'))];
-  d.events.push({ type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${canary.hash} (model ${canary.spec.model.version}) beside ${d.stableHash}` });
+  // No Event: the start is in status (Progressing, canaryRevision, history) and the outcome's Event
+  // (Promoted, RolledBack, Aborted, Superseded) says when the rollout began.
 }
 
 /** Why the canary must go, if it must; and the built-in pod health result, reported beside the checks. */
@@ -259,7 +260,8 @@ function promote(d: Decision, canary: RevisionState, how: string): void {
   d.status.stableRevision = revisionInfo(canary.spec, canary.hash, canary.runtime, d.now);
   d.finish(canary.spec, canary.hash, canary.runtime.image, 'Promoted', restoring ? `restored: revision ${stableHash} failed monitoring` : '');
   d.retire(stableHash!, restoring ? 'rolled back by monitoring' : 'superseded by promotion');
-  d.events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${canary.hash} (model ${canary.spec.model.version}) is serving${how}` });
+  const began = d.rollout.startedAt ? `; its rollout beside ${stableHash} began at ${d.rollout.startedAt}` : '';
+  d.events.push({ type: 'Normal', reason: 'Promoted', message: `revision ${canary.hash} (model ${canary.spec.model.version}) is serving${how}${began}` });
   delete d.status.canaryRevision;
   // After a restore the spec still names the rejected revision: it stays rejected until retried.
   if (!restoring) delete d.status.rejectedRevision;
