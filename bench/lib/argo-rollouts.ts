@@ -8,7 +8,6 @@
 // plan()), the same replicas and the same canary steps.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { once } from 'node:events';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import yaml from 'js-yaml';
@@ -17,7 +16,7 @@ import { plan } from '../../operator/modeldeployment/plan.js';
 import type { KubeObject, ResourceType } from '../../operator/runtime/kube.js';
 import { benchFetcherImage } from './floor.js';
 import type { Md } from './observer.js';
-import { Metrics, procStat, repoRoot, type ProcStat, type SampledProcess } from './operator.js';
+import { procStat, repoRoot, scrapeMetrics, stopProcess, type Metrics, type ProcStat, type SampledProcess } from './operator.js';
 import type { BenchClient } from './client.js';
 
 export const argoRolloutsBinary = join(repoRoot, '.bin', 'rollouts-controller');
@@ -175,15 +174,8 @@ export class ArgoRolloutsController implements SampledProcess {
     throw new Error(`the Argo Rollouts controller was not ready within ${timeoutMs} ms; see ${this.logFile}`);
   }
 
-  async scrape(): Promise<{ metrics: Metrics; ms: number; bytes: number } | undefined> {
-    const began = performance.now();
-    try {
-      const { status, body } = await probe(`http://127.0.0.1:${this.metricsPort}/metrics`, {}, 30_000);
-      if (status !== 200) return undefined;
-      return { metrics: Metrics.parse(body), ms: performance.now() - began, bytes: body.length };
-    } catch {
-      return undefined;
-    }
+  scrape(): Promise<{ metrics: Metrics; ms: number; bytes: number } | undefined> {
+    return scrapeMetrics(this.metricsPort);
   }
 
   proc(): ProcStat | undefined {
@@ -191,14 +183,6 @@ export class ArgoRolloutsController implements SampledProcess {
   }
 
   async stop(timeoutMs = 30_000): Promise<void> {
-    const child = this.child;
-    if (!child || !this.running) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
-    const done = await Promise.race([exited.then(() => true), sleep(timeoutMs).then(() => false)]);
-    if (!done) {
-      child.kill('SIGKILL');
-      await exited;
-    }
+    if (this.child && this.running) await stopProcess(this.child, timeoutMs);
   }
 }

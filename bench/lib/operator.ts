@@ -171,15 +171,8 @@ export class BenchOperator implements SampledProcess {
   }
 
   /** Scrapes /metrics; also returns how long the scrape took and how big it was. */
-  async scrape(): Promise<{ metrics: Metrics; ms: number; bytes: number } | undefined> {
-    const began = performance.now();
-    try {
-      const { status, body } = await probe(`http://127.0.0.1:${this.metricsPort}/metrics`, {}, 30_000);
-      if (status !== 200) return undefined;
-      return { metrics: Metrics.parse(body), ms: performance.now() - began, bytes: body.length };
-    } catch {
-      return undefined;
-    }
+  scrape(): Promise<{ metrics: Metrics; ms: number; bytes: number } | undefined> {
+    return scrapeMetrics(this.metricsPort);
   }
 
   proc(): ProcStat | undefined {
@@ -210,14 +203,29 @@ export class BenchOperator implements SampledProcess {
 
   /** SIGTERM, which ends the operator through its shutdown path (and writes --cpu-prof profiles). */
   async stop(timeoutMs = 30_000): Promise<void> {
-    const child = this.child;
-    if (!child || !this.running) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
-    const done = await Promise.race([exited.then(() => true), sleep(timeoutMs).then(() => false)]);
-    if (!done) {
-      child.kill('SIGKILL');
-      await exited;
-    }
+    if (this.child && this.running) await stopProcess(this.child, timeoutMs);
+  }
+}
+
+/** A controller's /metrics on localhost; also how long the scrape took and how big it was. */
+export async function scrapeMetrics(port: number): Promise<{ metrics: Metrics; ms: number; bytes: number } | undefined> {
+  const began = performance.now();
+  try {
+    const { status, body } = await probe(`http://127.0.0.1:${port}/metrics`, {}, 30_000);
+    if (status !== 200) return undefined;
+    return { metrics: Metrics.parse(body), ms: performance.now() - began, bytes: body.length };
+  } catch {
+    return undefined;
+  }
+}
+
+/** SIGTERM, then SIGKILL if the process has not exited within `timeoutMs`. */
+export async function stopProcess(child: ChildProcess, timeoutMs: number): Promise<void> {
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const done = await Promise.race([exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+  if (!done) {
+    child.kill('SIGKILL');
+    await exited;
   }
 }

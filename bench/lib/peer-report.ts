@@ -93,22 +93,25 @@ export function summarizeSeries(series: string): PeerSummary | undefined {
       const vs = list.filter((x) => x.peer.contender === c && x.result.complete).map((x) => value(x.result, f.key)).filter((v): v is number => v !== undefined);
       values[c] = { median: round(percentile(vs, 50), 2), min: vs.length ? Math.min(...vs) : undefined, max: vs.length ? Math.max(...vs) : undefined, count: vs.length };
     }
-    const ratio = (peer: Contender) => {
+    const exact = (peer: Contender) => {
       const a = values.modelship?.median;
       const b = values[peer]?.median;
-      return a !== undefined && b ? round(a / b, 2) : undefined;
+      return a !== undefined && b ? a / b : undefined;
     };
-    const ratioUnthrottled = ratio('argo-rollouts-unthrottled');
+    const unthrottled = exact('argo-rollouts-unthrottled');
     const t = targets[f.key];
+    // Judged on the unrounded ratio: 1.003× is not "≤ 1×" because it prints as 1.00×.
     return {
-      key: f.key, label: f.label, unit: f.unit, values, ratioUnthrottled, ratioDefault: ratio('argo-rollouts'),
-      ...(t ? { target: t.text, met: ratioUnthrottled === undefined ? undefined : ratioUnthrottled <= t.max } : {}),
+      key: f.key, label: f.label, unit: f.unit, values, ratioUnthrottled: round(unthrottled, 3), ratioDefault: round(exact('argo-rollouts'), 3),
+      ...(t ? { target: t.text, met: unthrottled === undefined ? undefined : unthrottled <= t.max } : {}),
     };
   });
   return { series, n, date: list[0]!.result.date, runs, rows };
 }
 
 const fmt = (v: number | undefined) => (v === undefined ? '–' : Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
+/** Ratios with three decimals, so one at a target's edge reads as what it is. */
+const fmtRatio = (v: number | undefined) => (v === undefined ? '–' : `${v.toFixed(3)}×`);
 
 export function peerTable(s: PeerSummary): string {
   const cell = (v: PeerSummary['rows'][number]['values'][string] | undefined, unit: string) =>
@@ -116,7 +119,7 @@ export function peerTable(s: PeerSummary): string {
   return [
     `| N = ${s.n} | ${peerContenders.map((c) => contenderTitle[c]).join(' | ')} | × Argo unthrottled | × Argo 40 QPS | target | met |`,
     '|---|---:|---:|---:|---:|---:|---|:---:|',
-    ...s.rows.map((r) => `| ${r.label} | ${peerContenders.map((c) => cell(r.values[c], r.unit)).join(' | ')} | ${r.ratioUnthrottled === undefined ? '–' : `${fmt(r.ratioUnthrottled)}×`} | ${r.ratioDefault === undefined ? '–' : `${fmt(r.ratioDefault)}×`} | ${r.target ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : '**no**'} |`),
+    ...s.rows.map((r) => `| ${r.label} | ${peerContenders.map((c) => cell(r.values[c], r.unit)).join(' | ')} | ${fmtRatio(r.ratioUnthrottled)} | ${fmtRatio(r.ratioDefault)} | ${r.target ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : '**no**'} |`),
     '',
     `Median of ${peerContenders.map((c) => `${s.runs[c]?.filter((x) => x.complete).length ?? 0} ${contenderTitle[c]}`).join(', ')} runs (lowest–highest in brackets), interleaved, each on a fresh control plane; series ${s.series}.`,
   ].join('\n');

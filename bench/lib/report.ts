@@ -117,7 +117,8 @@ export function writeResult(r: Result): { json: string; md: string } {
 export function allResults(): { file: string; result: Result }[] {
   if (!existsSync(resultsDir)) return [];
   return readdirSync(resultsDir)
-    .filter((f) => /^\d{4}-\d{2}-\d{2}-[a-z]+-N\d+\.json$/.test(f))
+    // The side-by-side summaries (<date>-peer-N<n>.json, bench/lib/peer-report.ts) are not runs.
+    .filter((f) => /^\d{4}-\d{2}-\d{2}-[a-z]+-N\d+\.json$/.test(f) && !f.includes('-peer-'))
     .map((f) => ({ file: `bench/results/${f}`, result: JSON.parse(readFileSync(join(resultsDir, f), 'utf8')) as Result }))
     .sort((a, b) => a.result.startedAt.localeCompare(b.result.startedAt));
 }
