@@ -25,8 +25,7 @@ import { waitAllTracks, type Track } from '../lib/observer.js';
 import type { PhaseSummary } from '../lib/sampler.js';
 import { round } from '../lib/stats.js';
 
-const contenders = peerContenders;
-type Contender = (typeof contenders)[number];
+type Contender = (typeof peerContenders)[number];
 
 /** Each benchmark object's replicas in a side-by-side run (PEER_REPLICAS). */
 export const peerReplicas = () => Number(process.env.PEER_REPLICAS ?? 2);
@@ -69,7 +68,7 @@ interface PhaseFigures {
 
 export async function peer(ctx: BenchContext): Promise<boolean> {
   const contender = (process.env.PEER_CONTROLLER ?? 'modelship') as Contender;
-  if (!contenders.includes(contender)) throw new Error(`PEER_CONTROLLER must be one of ${contenders.join(', ')}`);
+  if (!peerContenders.includes(contender)) throw new Error(`PEER_CONTROLLER must be one of ${peerContenders.join(', ')}`);
   const argo = contender !== 'modelship';
   const replicas = peerReplicas();
   const n = ctx.n;

@@ -208,8 +208,8 @@ function walkSteps(d: Decision, canary: RevisionState, at: { steps: RolloutStep[
     // An Event for a step that waits for a person (a pause without a duration): `kubectl describe`
     // says what the rollout needs. Steps that pass on their own are in status (position, stepStartedAt;
     // `kubectl modelship status`), not one Event each: a ten-step rollout would write ten.
-    const gate = steps[i]?.pause && !steps[i]!.pause!.duration;
-    if (i < n && gate) d.events.push({ type: 'Normal', reason: 'StepAdvanced', message: `step ${i + 1}/${n}: ${describeStep(steps, i)}` });
+    const next = steps[i];
+    if (next?.pause && !next.pause.duration) d.events.push({ type: 'Normal', reason: 'StepAdvanced', message: `step ${i + 1}/${n}: ${describeStep(steps, i)}` });
     d.soon(50);
   }
   d.rollout.step = i;
