@@ -14,6 +14,7 @@ import { EventRecorder } from './runtime/events.js';
 import { WriteExpectations } from './runtime/expectations.js';
 import { RolloutSlots, holdsRolloutSlot } from './runtime/rollout-slots.js';
 import { startHealthServer } from './runtime/health.js';
+import { StringPool } from './runtime/string-pool.js';
 import { Informer, NamespacedInformers, type InformerHandlers, type InformerOptions, type ObjectCache } from './runtime/informer.js';
 import { ApiError, KubeClient, userAgentPrefix, writeMethods, type KubeObject, type ResourceType } from './runtime/kube.js';
 import { loadClusterAccess } from './runtime/kubeconfig.js';
@@ -105,11 +106,14 @@ async function runOperator(argv: string[]): Promise<void> {
     watchNamespaces.length
       ? new NamespacedInformers<T>(type, watchNamespaces, (namespace) => oneInformer(type, handlers, labelSelector, transform, namespace))
       : oneInformer(type, handlers, labelSelector, transform);
+  // One pool for every cache: a ModelDeployment's name, namespace and image recur in its children too.
+  const strings = new StringPool();
   // Every informer, with how many lists it has completed: a new term waits for fresh lists (relistAll).
   const informers: { informer: Informer<KubeObject>; relists: number }[] = [];
   const oneInformer = <T extends KubeObject>(type: ResourceType, handlers: InformerHandlers<T>, labelSelector?: string, transform?: Transform, namespace?: string) => {
     const entry = { informer: undefined as unknown as Informer<KubeObject>, relists: 0 };
     const informer = new Informer<T>(client, type, handlers, {
+      strings,
       ...(namespace ? { namespace } : {}),
       ...(transform ? { transform } : {}),
       ...(labelSelector ? { labelSelector, indexBy: byInstance } : {}),

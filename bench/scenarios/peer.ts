@@ -87,11 +87,6 @@ export async function peer(ctx: BenchContext): Promise<boolean> {
   if (argo) {
     await installArgoRolloutsCrds(ctx.client);
     await watch!.informer.start();
-    // The Service a user writes for each Rollout exists before the storm; the operator writes its own.
-    const errors = await pool(models, ctx.params.applyConcurrency, async (md) => {
-      await withRetry(() => ctx.client.create(Resources.Service, userService(md) as Record<string, unknown> & { metadata: object }));
-    });
-    if (errors.length) throw new Error(`creating the users' Services: ${errors[0]!.message}`);
     const unthrottled = contender === 'argo-rollouts-unthrottled';
     controller = new ArgoRolloutsController({
       kubeconfig: ctx.state.kubeconfig, logDir: ctx.logDir, qps: unthrottled ? 100_000 : 40, burst: unthrottled ? 100_000 : 80,
@@ -123,8 +118,12 @@ export async function peer(ctx: BenchContext): Promise<boolean> {
   const createErrors = await pool(models, ctx.params.applyConcurrency, async (md) => {
     const name = md.metadata!.name!;
     track(name, { sentAt: Date.now(), generation: 1, revision: revisionHash(md.spec) });
-    if (argo) await withRetry(() => ctx.client.create(RolloutResource, argoRolloutFor(md) as Record<string, unknown> & { metadata: object }));
-    else await withRetry(() => ctx.client.create(Resources.ModelDeployment, md as unknown as Record<string, unknown> & { metadata: object }));
+    if (argo) {
+      // A user of Argo Rollouts applies a Service beside each Rollout (as a GitOps sync does, Service
+      // first); the operator writes its own Service for each ModelDeployment in the same storm.
+      await withRetry(() => ctx.client.create(Resources.Service, userService(md) as Record<string, unknown> & { metadata: object }));
+      await withRetry(() => ctx.client.create(RolloutResource, argoRolloutFor(md) as Record<string, unknown> & { metadata: object }));
+    } else await withRetry(() => ctx.client.create(Resources.ModelDeployment, md as unknown as Record<string, unknown> & { metadata: object }));
   });
   for (const e of createErrors.slice(0, 5)) ctx.notes.push(`create failed: ${e.message}`);
   const ready = await waitAllTracks(tracks, names, (t) => t.readyAt !== undefined, timeout, (k) => ctx.log(`${k}/${n} Ready`));

@@ -67,8 +67,9 @@ export function exitReason(message: string | undefined): string | undefined {
 }
 
 /**
- * What the operator keeps of a pod: identity, labels, owner, and the parts of status podTrouble reads.
- * The spec (containers, volumes, probes) is dropped: it is most of a pod's size and never read.
+ * What the operator keeps of a pod: identity, labels, and the parts of status podTrouble reads. The
+ * spec (containers, volumes, probes) is dropped: it is most of a pod's size and never read. So are the
+ * owner references: a pod's owner is its ReplicaSet, and the pod is found by its instance label.
  */
 export function podSummary(obj: KubeObject): KubeObject {
   const pod = obj as PodLike;
@@ -92,7 +93,6 @@ export function podSummary(obj: KubeObject): KubeObject {
     metadata: {
       name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion,
       ...(m.labels ? { labels: m.labels } : {}),
-      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
     },
     status: {

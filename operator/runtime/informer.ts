@@ -6,6 +6,7 @@
 //  - A watch that goes quiet for longer than `stallMs` (no events, no bookmarks) is presumed dead and
 //    restarted: half-open TCP connections otherwise stall a watch silently.
 import { apiPath, ApiError, isGone, type KubeClient, type KubeObject, type ResourceType } from './kube.js';
+import type { StringPool } from './string-pool.js';
 import { backoffDelay } from './workqueue.js';
 
 export interface InformerHandlers<T> {
@@ -29,6 +30,8 @@ export interface InformerOptions {
    * a cluster's objects and most of their bytes are a spec the operator never looks at.
    */
   transform?: (obj: KubeObject) => KubeObject;
+  /** Shares the strings that the kept objects repeat (string-pool.ts); one pool may serve every informer. */
+  strings?: StringPool;
 }
 
 /**
@@ -44,9 +47,10 @@ export function nextPageSize(limit: number, items: number, bytes: number, target
 
 export const objectKey = (obj: KubeObject) => `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
 
-function strip<T extends KubeObject>(obj: T, transform?: (obj: KubeObject) => KubeObject): T {
+function strip<T extends KubeObject>(obj: T, options: InformerOptions): T {
   if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
-  return (transform ? transform(obj) : obj) as T;
+  const kept = options.transform ? options.transform(obj) : obj;
+  return (options.strings ? options.strings.internAll(kept) : kept) as T;
 }
 
 export class Informer<T extends KubeObject> {
@@ -156,7 +160,7 @@ export class Informer<T extends KubeObject> {
           // List items carry no apiVersion/kind; watch events do. Keep them uniform.
           item.apiVersion ??= this.type.group ? `${this.type.group}/${this.type.version}` : this.type.version;
           item.kind ??= this.type.kind;
-          fresh.set(objectKey(item), strip(item, this.options.transform));
+          fresh.set(objectKey(item), strip(item, this.options));
         }
         continueToken = page.metadata?.continue || undefined;
         resourceVersion = page.metadata?.resourceVersion;
@@ -219,7 +223,7 @@ export class Informer<T extends KubeObject> {
         const rv = obj.metadata?.resourceVersion;
         if (rv) this.resourceVersion = rv;
         if (type === 'BOOKMARK') return;
-        const kept = strip(obj, this.options.transform);
+        const kept = strip(obj, this.options);
         const key = objectKey(kept);
         if (type === 'DELETED') {
           const prev = this.store.get(key);
