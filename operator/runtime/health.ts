@@ -1,7 +1,8 @@
 // /healthz (the process is alive and its event loop turns), /readyz (caches synced; a standby
 // replica is ready too, so a rolling update of the operator is not blocked by leader election) and
 // /metrics (Prometheus text format from prom-client).
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { http } from './node-http.js';
 import type { Registry } from 'prom-client';
 
 export interface HealthChecks {
@@ -10,7 +11,7 @@ export interface HealthChecks {
 }
 
 export function startHealthServer(port: number, host: string, registry: Registry, checks: HealthChecks): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz' || path === '/livez') {
       const ok = checks.live();

@@ -14,8 +14,8 @@
 // JSON Patch as the default patch type, and need one class per group; an operator that applies
 // plain objects wants none of that.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { http, https } from './node-http.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterAccess, Connection } from './kubeconfig.js';
 
@@ -368,7 +368,7 @@ export class KubeClient {
       headers['Content-Type'] = opts.contentType ?? 'application/json';
       headers['Content-Length'] = String(Buffer.byteLength(body));
     }
-    const transport = url.protocol === 'http:' ? httpRequest : httpsRequest;
+    const transport = url.protocol === 'http:' ? http.request : https.request;
     for (let attempt = 1; ; attempt++) {
       try {
         return await new Promise<IncomingMessage>((resolve, reject) => {

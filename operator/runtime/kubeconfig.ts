@@ -7,8 +7,8 @@
 // basic auth, the service account) are read here; `exec` and `auth-provider` users, which need
 // client-node's plugins, load it on demand, so only those installs pay for it.
 import { existsSync, readFileSync } from 'node:fs';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import type { Agent as HttpAgent } from 'node:http';
+import { http, https } from './node-http.js';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import yaml from 'js-yaml';
@@ -74,8 +74,8 @@ interface Sourced<T> {
 const idleSocketMs = 60_000;
 
 function agentFor(server: string, tls: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer; insecure?: boolean; servername?: string }): HttpAgent {
-  if (server.startsWith('http://')) return new HttpAgent({ keepAlive: true, timeout: idleSocketMs });
-  return new HttpsAgent({
+  if (server.startsWith('http://')) return new http.Agent({ keepAlive: true, timeout: idleSocketMs });
+  return new https.Agent({
     keepAlive: true,
     timeout: idleSocketMs,
     ...(tls.ca ? { ca: tls.ca } : {}),

@@ -11,8 +11,8 @@
 //    hostile endpoints hold only its own slots and cannot delay another's checks.
 // Errors say what went wrong (denied, too large, timed out, refused) and the origin; never the body.
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { http, https } from './node-http.js';
 import { isIP, type LookupFunction } from 'node:net';
 import { addressAllowed, canonicalAddress, defaultTenancyPolicy, tenantUrlProblem, urlHost, type TenancyPolicy } from '../tenancy/policy.js';
 

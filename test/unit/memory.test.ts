@@ -37,3 +37,19 @@ test('a full pool starts again empty rather than growing', (t) => {
   t.is(pool.intern('a'), 'a');
   t.is(pool.size, 2);
 });
+
+test('the operator\'s process does not load undici: node:http is required, not imported as ESM', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  // A fresh process: ava's own may have loaded anything. Each module that talks HTTP is imported.
+  const script = `
+    for (const m of ['kube', 'kubeconfig', 'outbound', 'health']) await import('./operator/runtime/' + m + '.ts');
+    process.stdout.write(String(process.moduleLoadList.filter((m) => /undici/.test(m)).length));`;
+  const loaded = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  t.is(loaded, '0', 'an ESM import of node:http reads its WebSocket getter, which loads undici (about 5 MB of RSS)');
+  // And no other module imports it as ESM (type-only imports are erased).
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const offenders = readdirSync('operator', { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('node-http.ts'))
+    .filter((f) => /^import (?!type )[^;]*from 'node:https?';/m.test(readFileSync(`operator/${f}`, 'utf8')));
+  t.deepEqual(offenders, [], 'node:http and node:https come from operator/runtime/node-http.ts');
+});
