@@ -89,6 +89,10 @@ async function runOperator(argv: string[]): Promise<void> {
   // burst one reconcile instead of one per event. A change to the ModelDeployment itself is not delayed.
   const childEventDelayMs = 200;
   function enqueueOwner(obj: KubeObject) {
+    // Until a term starts, the queue already holds every ModelDeployment (its informer's list queued
+    // each one, and a later term queues them all again). A child's event would only come back 200 ms
+    // later, after the first workers took the key, as a second reconcile of the same object.
+    if (!controller.isRunning) return;
     const owner = obj.metadata?.ownerReferences?.find((r) => r.kind === 'ModelDeployment' && r.controller);
     const name = owner?.name ?? obj.metadata?.labels?.[instanceLabel];
     controller.enqueueAfter(obj.metadata?.namespace, name, childEventDelayMs);
