@@ -1,6 +1,7 @@
 // PKI for the test control plane, made with the system's openssl. ECDSA P-256 keys keep generation
 // well under a second, and every Kubernetes component accepts them (ES256 for service-account tokens).
 import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -111,7 +112,7 @@ function ensureApiserverServingCert(pki: Pki, extraIps: string[]): void {
   const ips = ['127.0.0.1', '10.96.0.1', ...extraIps];
   const sans = [...ips.map((ip) => `IP:${ip}`), 'DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:kubernetes.default.svc.cluster.local'].join(',');
   const record = join(dir, 'apiserver.sans');
-  if (existsSync(pki.servingCert) && existsSync(record) && readFileSync(record, 'utf8') === sans) return;
+  if (existsSync(pki.servingCert) && existsSync(record) && readFileSync(record, 'utf8') === sans && certificateServes(readFileSync(pki.servingCert), ips)) return;
   signedCert(dir, 'apiserver', 'ca', '/CN=kube-apiserver', [
     'basicConstraints=CA:FALSE',
     'keyUsage=critical,digitalSignature,keyEncipherment',
@@ -129,13 +130,25 @@ export function ensureServingIdentity(dir: string, ips: string[]): { caCert: str
   mkdirSync(dir, { recursive: true });
   const identity = { caCert: join(dir, 'ca.crt'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key') };
   if (!existsSync(identity.caCert)) selfSignedCa(dir, 'ca', '/CN=modelship-test-model-store-ca');
-  if (!existsSync(identity.cert)) {
+  // A kept directory (make run again, after the host's address changed) may hold a certificate for
+  // other addresses, or one about to expire: every fetch from the store would fail its TLS check.
+  if (!existsSync(identity.cert) || !certificateServes(readFileSync(identity.cert), ips)) {
     signedCert(dir, 'server', 'ca', '/CN=model-store', [
       'basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=serverAuth',
       `subjectAltName=${[...ips.map((ip) => `IP:${ip}`), 'DNS:localhost'].join(',')}`,
     ].join('\n'));
   }
   return identity;
+}
+
+/**
+ * Whether a certificate still serves these IP addresses: it names each of them, and it is valid for
+ * at least another day (certificates here last 30 days, and a kept cluster directory may be older).
+ */
+export function certificateServes(certPem: Buffer | string, ips: string[], now = new Date()): boolean {
+  const cert = new X509Certificate(certPem);
+  const names = (cert.subjectAltName ?? '').split(', ');
+  return ips.every((ip) => names.includes(`IP Address:${ip}`)) && new Date(cert.validTo).getTime() > now.getTime() + 86_400_000;
 }
 
 /** A client certificate signed by the cluster CA, made once per name. */

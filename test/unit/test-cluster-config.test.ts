@@ -1,8 +1,11 @@
-// The harness's static configuration: the KWOK stage set and the fake node pool.
+// The harness's static configuration: the KWOK stage set, the fake node pool, and the PKI it keeps.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import yaml from 'js-yaml';
 import { fakeNode, nodePool, gpuTaint } from '../cluster/nodes.js';
+import { certificateServes, ensureServingIdentity } from '../cluster/pki.js';
 
 interface Stage {
   kind: string;
@@ -48,4 +51,18 @@ test('GPU nodes advertise nvidia.com/gpu and carry the GPU taint; CPU nodes neit
   const pool = nodePool({ cpuNodes: 2, gpuNodes: 1, gpusPerNode: 8, maxPods: 50 });
   t.deepEqual(pool.map((n) => n.metadata?.name), ['kwok-cpu-0', 'kwok-cpu-1', 'kwok-gpu-0']);
   t.is(pool[2]?.status?.capacity?.pods, '50');
+});
+
+test('the model store\'s certificate is issued again when the host\'s address changed or it is about to expire', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'store-pki-'));
+  const first = ensureServingIdentity(dir, ['10.213.36.1', '127.0.0.1']);
+  const pem = readFileSync(first.cert, 'utf8');
+  t.true(certificateServes(pem, ['10.213.36.1', '127.0.0.1']));
+  ensureServingIdentity(dir, ['10.213.36.1', '127.0.0.1']);
+  t.is(readFileSync(first.cert, 'utf8'), pem, 'the same addresses keep the certificate');
+  const again = ensureServingIdentity(dir, ['10.213.138.1', '127.0.0.1']);
+  t.not(readFileSync(again.cert, 'utf8'), pem);
+  t.true(certificateServes(readFileSync(again.cert), ['10.213.138.1', '127.0.0.1']), 'the new address is in the new certificate');
+  t.false(certificateServes(readFileSync(again.cert), ['10.213.36.1']), 'the old one is not');
+  t.false(certificateServes(readFileSync(again.cert), ['10.213.138.1'], new Date(Date.now() + 30 * 86_400_000)), 'nor is a certificate past its last day');
 });
