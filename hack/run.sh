@@ -99,7 +99,14 @@ else
   echo "--- applying examples/quickstart.yaml"
   $kubectl apply -f examples/quickstart.yaml
 fi
-$kubectl wait --for=condition=Ready md/iris --timeout=180s
+if ! $kubectl wait --for=condition=Ready md/iris --timeout=180s; then
+  # A kept .cluster already serves an older iris: applying the quickstart again starts a rollout, which
+  # stops at the quickstart's manual gate. Say what it waits for instead of only "timed out".
+  echo "--- iris is not Ready after 180 s; what it waits for:" >&2
+  PATH=$PWD/.bin:$PATH kubectl modelship status iris >&2 || $kubectl describe md iris >&2
+  echo "(a rollout at its manual gate continues with: KUBECONFIG=$KUBECONFIG PATH=$PWD/.bin:\$PATH kubectl modelship promote iris)" >&2
+  exit 1
+fi
 echo
 $kubectl get deployments,services,pods -l app.kubernetes.io/instance=iris
 $kubectl get md iris
