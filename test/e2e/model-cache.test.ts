@@ -25,9 +25,14 @@ test.before(async () => {
 test.after.always(async () => { await namespaces.deleteAll(); await serving?.stop(); });
 
 /** What each pod's fetcher reported, by revision. */
-async function reports(namespace: string): Promise<{ revision: string; report: FetchReport | undefined }[]> {
+/**
+ * Each pod's fetch report, from pods created at or after `since`: a rollback's revision has the same
+ * hash as the first one, whose pod (and its "miss") may still be terminating when the rollback is done.
+ */
+async function reports(namespace: string, since = 0): Promise<{ revision: string; report: FetchReport | undefined }[]> {
   const pods = (await testCluster().core.listNamespacedPod({ namespace, labelSelector: 'app.kubernetes.io/instance=iris' })).items;
-  return pods.map((p) => ({
+  // creationTimestamp has whole seconds.
+  return pods.filter((p) => new Date(p.metadata?.creationTimestamp ?? 0).getTime() >= Math.floor(since / 1000) * 1000).map((p) => ({
     revision: p.metadata?.labels?.['modelship.io/revision'] ?? '',
     report: parseFetchReport(p.status?.initContainerStatuses?.find((s) => s.name === 'fetch-model')?.state?.terminated?.message),
   }));
@@ -76,7 +81,7 @@ test.serial('a canary of a cached model and a rollback to the previous revision 
     return md.status?.stableRevision?.hash === v1Hash && !md.status?.canaryRevision ? md : undefined;
   }, 240_000, 250);
   const rollbackMs = Date.now() - started;
-  const rolledBack = (await reports(ns)).filter((r) => r.revision === v1Hash);
+  const rolledBack = (await reports(ns, started)).filter((r) => r.revision === v1Hash);
   t.true(rolledBack.length >= 1);
   t.true(rolledBack.every((r) => r.report?.cache === 'hit'), JSON.stringify(rolledBack));
   t.is(downloads() - before, 1, 'the rollback downloaded nothing');
